@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages refpoint needs to build, test and demo.
+# Idempotent: quiet and fast when nothing is missing. Needs root (or sudo) only
+# when something is missing.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config meson ninja-build
+  qemu-utils libnbd-dev libnbd-bin
+  libsqlite3-dev libjansson-dev libcmocka-dev
+  util-linux e2fsprogs
+)
+case "${1:-}" in
+  --bench) PKGS+=(hyperfine time) ;;
+esac
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,281 @@
+/* engine.c — qemu-img and qemu-nbd, run as child processes.
+ *
+ * Shut-off virtual systems are handled entirely with the stock tools:
+ * qemu-img for snapshots and bitmaps (image locking guarantees no writer
+ * runs meanwhile), qemu-nbd -r to serve a snapshot plus the epoch bitmaps
+ * to the libnbd data path (copy.c). A live (QMP) engine will sit beside
+ * these functions with the same shape. */
+#include "engine.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Runs a qemu tool; on failure sets an error naming what and the tool's
+ * message. */
+static int run_tool(const char *what, const char *path, const char *const argv[], char **out)
+{
+  CLEANUP_FREE char *err = NULL;
+  int rc = rp_run(argv, out, &err);
+  if (rc == 0)
+    return 0;
+  if (rc < 0)
+    return -1;
+  const char *m = rp_tool_msg(err);
+  rp_errcode code = RP_E_FAILED;
+  if (strstr(m, "lock"))
+    code = RP_E_IN_USE;
+  else if (strstr(m, "No such file") || strstr(m, "Could not open"))
+    code = RP_E_DISK_CHANGED;
+  if (out) {
+    free(*out);
+    *out = NULL;
+  }
+  return rp_err_set(code, 0, "%s %s: %s", what, path, m);
+}
+
+void rp_image_state_free(rp_image_state *s)
+{
+  if (!s)
+    return;
+  for (size_t i = 0; i < s->n_bitmaps; i++)
+    free(s->bitmaps[i].name);
+  free(s->bitmaps);
+  for (size_t i = 0; i < s->n_snapshots; i++)
+    free(s->snapshots[i]);
+  free(s->snapshots);
+  free(s->format);
+  free(s);
+}
+
+int rp_engine_inspect(const char *path, rp_image_state **out)
+{
+  struct stat st;
+  if (stat(path, &st) < 0)
+    return rp_err_set(RP_E_DISK_CHANGED, errno, "disk %s", path);
+  const char *argv[] = {"qemu-img", "info", "--output=json", path, NULL};
+  CLEANUP_FREE char *js = NULL;
+  if (run_tool("qemu-img info", path, argv, &js) < 0)
+    return -1;
+  json_error_t je;
+  json_t *root = json_loads(js, 0, &je);
+  if (!root)
+    return rp_err_set(RP_E_FAILED, 0, "qemu-img info %s: unreadable output: %s", path, je.text);
+  rp_image_state *s = rp_xcalloc(1, sizeof *s);
+  s->virtual_size = (uint64_t)json_integer_value(json_object_get(root, "virtual-size"));
+  s->format = rp_xstrdup(json_string_value(json_object_get(root, "format")));
+  json_t *fs = json_object_get(json_object_get(root, "format-specific"), "data");
+  const char *compat = json_string_value(json_object_get(fs, "compat"));
+  s->qcow2_v3 = s->format && !strcmp(s->format, "qcow2") && compat && !strcmp(compat, "1.1");
+  s->corrupt = json_is_true(json_object_get(fs, "corrupt"));
+  json_t *bms = json_object_get(fs, "bitmaps");
+  s->n_bitmaps = json_array_size(bms);
+  s->bitmaps = rp_xcalloc(s->n_bitmaps, sizeof *s->bitmaps);
+  for (size_t i = 0; i < s->n_bitmaps; i++) {
+    json_t *b = json_array_get(bms, i);
+    s->bitmaps[i].name = rp_xstrdup(json_string_value(json_object_get(b, "name")));
+    s->bitmaps[i].granularity = (uint32_t)json_integer_value(json_object_get(b, "granularity"));
+    json_t *fl = json_object_get(b, "flags");
+    for (size_t k = 0; k < json_array_size(fl); k++) {
+      const char *f = json_string_value(json_array_get(fl, k));
+      if (f && !strcmp(f, "in-use"))
+        s->bitmaps[i].in_use = true;
+      if (f && !strcmp(f, "auto"))
+        s->bitmaps[i].enabled = true;
+    }
+    if (!s->bitmaps[i].name)
+      s->bitmaps[i].name = rp_xstrdup("");
+  }
+  json_t *sn = json_object_get(root, "snapshots");
+  s->n_snapshots = json_array_size(sn);
+  s->snapshots = rp_xcalloc(s->n_snapshots, sizeof(char *));
+  for (size_t i = 0; i < s->n_snapshots; i++) {
+    const char *n = json_string_value(json_object_get(json_array_get(sn, i), "name"));
+    s->snapshots[i] = rp_xstrdup(n ? n : "");
+  }
+  json_decref(root);
+  *out = s;
+  return 0;
+}
+
+const rp_bitmap_st *rp_image_bitmap(const rp_image_state *s, const char *name)
+{
+  for (size_t i = 0; i < s->n_bitmaps; i++)
+    if (!strcmp(s->bitmaps[i].name, name))
+      return &s->bitmaps[i];
+  return NULL;
+}
+
+bool rp_image_has_snapshot(const rp_image_state *s, const char *name)
+{
+  for (size_t i = 0; i < s->n_snapshots; i++)
+    if (!strcmp(s->snapshots[i], name))
+      return true;
+  return false;
+}
+
+int rp_engine_snapshot_create(const char *path, const char *name)
+{
+  const char *argv[] = {"qemu-img", "snapshot", "-q", "-c", name, path, NULL};
+  return run_tool("qemu-img snapshot -c", path, argv, NULL);
+}
+
+int rp_engine_snapshot_delete(const char *path, const char *name)
+{
+  const char *argv[] = {"qemu-img", "snapshot", "-q", "-d", name, path, NULL};
+  return run_tool("qemu-img snapshot -d", path, argv, NULL);
+}
+
+int rp_engine_bitmap_add(const char *path, const char *name, bool enabled)
+{
+  char g[32];
+  snprintf(g, sizeof g, "%u", RP_GRANULARITY);
+  const char *argv[] = {"qemu-img", "bitmap", "--add", "-g", g, enabled ? "--enable" : "--disable",
+                        path, name, NULL};
+  return run_tool("qemu-img bitmap --add", path, argv, NULL);
+}
+
+int rp_engine_bitmap_remove(const char *path, const char *name)
+{
+  const char *argv[] = {"qemu-img", "bitmap", "--remove", path, name, NULL};
+  return run_tool("qemu-img bitmap --remove", path, argv, NULL);
+}
+
+int rp_engine_bitmap_enable(const char *path, const char *name, bool enable)
+{
+  const char *argv[] = {"qemu-img", "bitmap", enable ? "--enable" : "--disable", path, name, NULL};
+  return run_tool(enable ? "qemu-img bitmap --enable" : "qemu-img bitmap --disable", path, argv,
+                  NULL);
+}
+
+int rp_engine_bitmap_merge(const char *path, const char *src, const char *dst, bool enable_dst)
+{
+  const char *with_enable[] = {"qemu-img", "bitmap", "--merge", src, "--enable", path, dst, NULL};
+  const char *plain[] = {"qemu-img", "bitmap", "--merge", src, path, dst, NULL};
+  return run_tool("qemu-img bitmap --merge", path, enable_dst ? with_enable : plain, NULL);
+}
+
+/* A json: pseudo-filename for a qcow2 file, optionally without its
+ * backing chain, optionally with explicit backing files (chain[0] is the
+ * oldest). jansson does the escaping, so any path is safe. Caller frees. */
+static char *json_filename(const char *const *chain, size_t n, bool no_backing)
+{
+  json_t *node = NULL;
+  for (size_t i = 0; i < n; i++) {
+    json_t *o = json_object(), *f = json_object();
+    json_object_set_new(f, "driver", json_string("file"));
+    json_object_set_new(f, "filename", json_string(chain[i]));
+    json_object_set_new(o, "driver", json_string("qcow2"));
+    json_object_set_new(o, "file", f);
+    if (node)
+      json_object_set_new(o, "backing", node);
+    else if (n > 1 || no_backing)
+      json_object_set_new(o, "backing", json_null());
+    node = o;
+  }
+  char *txt = json_dumps(node, JSON_COMPACT);
+  json_decref(node);
+  char *r = rp_xasprintf("json:%s", txt);
+  free(txt);
+  return r;
+}
+
+/* True while pid runs; a zombie (exited, not yet reaped by whoever
+ * adopted the daemonized qemu-nbd) counts as gone: its locks are released. */
+static bool proc_alive(pid_t pid)
+{
+  char p[64], buf[512];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "re");
+  if (!f)
+    return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *e = strrchr(buf, ')');
+  return e && e[1] == ' ' && e[2] != 'Z' && e[2] != 'X';
+}
+
+void rp_engine_nbd_stop(rp_nbd_server *s)
+{
+  if (!s)
+    return;
+  if (s->pid > 0) {
+    kill(s->pid, SIGTERM);
+    /* qemu-nbd --fork daemonizes: not our child, so poll for its exit */
+    for (int i = 0; i < 2000 && proc_alive(s->pid); i++) {
+      struct timespec ts = {0, 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    if (proc_alive(s->pid))
+      kill(s->pid, SIGKILL);
+  }
+  if (s->dir)
+    rp_rm_rf(s->dir);
+  free(s->dir);
+  free(s->sock);
+  free(s);
+}
+
+int rp_engine_nbd_start(const char *path, const char *snapshot, const char *const *bitmaps,
+                        size_t n_bitmaps, bool no_backing, rp_nbd_server **out)
+{
+  struct stat st;
+  if (stat(path, &st) < 0)
+    return rp_err_set(RP_E_DISK_CHANGED, errno, "disk %s", path);
+  char tmpl[] = "/tmp/refpoint-nbd-XXXXXX";
+  if (!mkdtemp(tmpl))
+    return rp_err_set(RP_E_FAILED, errno, "mkdtemp");
+  rp_nbd_server *s = rp_xcalloc(1, sizeof *s);
+  s->dir = rp_xstrdup(tmpl);
+  s->sock = rp_xasprintf("%s/s", tmpl);
+  CLEANUP_FREE char *pidf = rp_xasprintf("%s/pid", tmpl);
+  CLEANUP_FREE char *opts = json_filename(&path, 1, no_backing);
+  CLEANUP_FREE char *sockopt = rp_xasprintf("--socket=%s", s->sock);
+  CLEANUP_FREE char *pidopt = rp_xasprintf("--pid-file=%s", pidf);
+  CLEANUP_FREE char *snapopt = snapshot ? rp_xasprintf("snapshot.name=%s", snapshot) : NULL;
+  size_t n = 0;
+  const char **argv = rp_xcalloc(16 + 2 * n_bitmaps, sizeof(char *));
+  argv[n++] = "qemu-nbd";
+  argv[n++] = "-r";
+  argv[n++] = "--fork";
+  argv[n++] = sockopt;
+  argv[n++] = pidopt;
+  if (snapshot) {
+    argv[n++] = "-l";
+    argv[n++] = snapopt;
+  }
+  for (size_t i = 0; i < n_bitmaps; i++) {
+    argv[n++] = "-B";
+    argv[n++] = bitmaps[i];
+  }
+  argv[n++] = opts;
+  argv[n] = NULL;
+  int rc = run_tool("qemu-nbd", path, argv, NULL);
+  free(argv);
+  if (rc < 0) {
+    rp_engine_nbd_stop(s);
+    return -1;
+  }
+  CLEANUP_FREE char *pidtxt = rp_read_file(pidf, 64, NULL);
+  if (!pidtxt) {
+    rp_engine_nbd_stop(s);
+    return rp_err_prefix("qemu-nbd %s: no pid file", path);
+  }
+  s->pid = (pid_t)atoi(pidtxt);
+  *out = s;
+  return 0;
+}
+
+int rp_engine_convert_chain(const char *const *files, size_t n, const char *out_path)
+{
+  CLEANUP_FREE char *src = json_filename(files, n, true);
+  const char *argv[] = {"qemu-img", "convert", "-W", "-m", "16", src, "-O", "qcow2", out_path, NULL};
+  return run_tool("qemu-img convert", out_path, argv, NULL);
+}

@@ -1,0 +1,61 @@
+/* engine.h — the only module that runs qemu tools (qemu-img, qemu-nbd).
+ * Each call maps a tool failure to an rp_errcode (a lock conflict is
+ * IN_USE, a missing file DISK_CHANGED, anything else FAILED) with the
+ * tool's own message in the error record. */
+#ifndef RP_ENGINE_H
+#define RP_ENGINE_H
+#include "internal.h"
+#include <stdbool.h>
+
+typedef struct rp_bitmap_st {
+  char *name;
+  bool in_use;  /* set by a writer that did not close cleanly */
+  bool enabled; /* "auto": recording */
+  uint32_t granularity;
+} rp_bitmap_st;
+
+typedef struct rp_image_state {
+  uint64_t virtual_size;
+  char *format;
+  bool qcow2_v3;
+  bool corrupt;
+  size_t n_bitmaps;
+  rp_bitmap_st *bitmaps;
+  size_t n_snapshots;
+  char **snapshots;
+} rp_image_state;
+
+/* qemu-img info (taking the shared lock, so a running writer gives IN_USE).
+ * Caller frees *out with rp_image_state_free. */
+int rp_engine_inspect(const char *path, rp_image_state **out);
+void rp_image_state_free(rp_image_state *s);
+const rp_bitmap_st *rp_image_bitmap(const rp_image_state *s, const char *name);
+bool rp_image_has_snapshot(const rp_image_state *s, const char *name);
+
+int rp_engine_snapshot_create(const char *path, const char *name);
+int rp_engine_snapshot_delete(const char *path, const char *name);
+
+/* qemu-img bitmap operations on one bitmap of an image that no one runs. */
+int rp_engine_bitmap_add(const char *path, const char *name, bool enabled);
+int rp_engine_bitmap_remove(const char *path, const char *name);
+int rp_engine_bitmap_enable(const char *path, const char *name, bool enable);
+/* dst |= src, then optionally enable dst; one qemu-img call. */
+int rp_engine_bitmap_merge(const char *path, const char *src, const char *dst, bool enable_dst);
+
+/* A read-only qemu-nbd serving one image over a private unix socket. */
+typedef struct rp_nbd_server {
+  pid_t pid;
+  char *dir;  /* private temp dir holding the socket and pid file */
+  char *sock; /* socket path */
+} rp_nbd_server;
+
+/* snapshot: NULL for the active layer. bitmaps: exported as
+ * qemu:dirty-bitmap:NAME. no_backing: open the file alone (backing=null). */
+int rp_engine_nbd_start(const char *path, const char *snapshot, const char *const *bitmaps,
+                        size_t n_bitmaps, bool no_backing, rp_nbd_server **out);
+void rp_engine_nbd_stop(rp_nbd_server *s); /* kills and reaps; NULL ok */
+
+/* qemu-img convert of a chain given as files (oldest first) to a qcow2 at
+ * out_path, without relying on the files' own backing links. */
+int rp_engine_convert_chain(const char *const *files, size_t n, const char *out_path);
+#endif

@@ -1,0 +1,975 @@
+/* service.c — the reference point service for shut-off virtual systems:
+ * context, virtual systems, CreateReferencePoint, DestroyReferencePoint,
+ * RemoveAssociatedData, ImportReferencePointMetadata, and reconciliation.
+ *
+ * Model (DESIGN.md sections 2 and 3). A reference point (RP) with sequence
+ * number s owns, on every disk, an internal snapshot refpoint-rp-<guid>
+ * (its associated data). Change tracking is a series of epochs per disk,
+ * each a persistent qcow2 bitmap covering [start_seq, end_seq) of the RP
+ * sequence; the epoch that starts at an RP has that RP's RCT ID as bitmap
+ * name, and the newest epoch is open (enabled). "Changed between RP i and
+ * RP j" is the union of the epochs in [seq_i, seq_j); it is usable only if
+ * every one of them is valid. Destroying an RP merges the epoch that
+ * starts at it into the one before (so nothing is under-reported).
+ *
+ * Crash safety. Every multi-step change first records its intent in the
+ * store (an RP row in state "creating"), then changes the images, then
+ * commits. Reconciliation under the exclusive VS lock rolls back whatever
+ * a dead process left half done; reconciliation in any mode marks RPs
+ * whose data or change tracking is gone, with the reason. */
+#include "service.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void rp_warnf(rp_ctx *ctx, const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (ctx->warn)
+    ctx->warn(ctx->warn_user, line);
+}
+
+char *rp_snapshot_name(const char *rp_guid)
+{
+  return rp_xasprintf(RP_PREFIX "rp-%s", rp_guid);
+}
+
+static char *new_bitmap_name(void)
+{
+  char u[37];
+  rp_uuid(u);
+  return rp_xasprintf(RP_PREFIX "%s", u);
+}
+
+/* ---- context ------------------------------------------------------------ */
+
+rp_ctx *rp_open(const char *state_dir)
+{
+  rp_err_clear();
+  const char *d = state_dir;
+  if (!d || !*d)
+    d = getenv("REFPOINT_STATE_DIR");
+  if (!d || !*d)
+    d = "/var/lib/refpoint";
+  rp_ctx *ctx = rp_xcalloc(1, sizeof *ctx);
+  ctx->dir = rp_abspath(d);
+  if (!ctx->dir) {
+    free(ctx);
+    rp_err_set(RP_E_FAILED, errno, "state directory %s", d);
+    return NULL;
+  }
+  CLEANUP_FREE char *locks = rp_xasprintf("%s/locks", ctx->dir);
+  CLEANUP_FREE char *db = rp_xasprintf("%s/refpoint.db", ctx->dir);
+  if (rp_mkdir_p(ctx->dir, 0700) < 0 || rp_mkdir_p(locks, 0700) < 0 ||
+      rp_store_open(db, &ctx->st) < 0) {
+    rp_err_prefix("state directory %s", ctx->dir);
+    free(ctx->dir);
+    free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+void rp_close(rp_ctx *ctx)
+{
+  if (!ctx)
+    return;
+  rp_store_close(ctx->st);
+  free(ctx->dir);
+  free(ctx);
+}
+
+const char *rp_state_dir(const rp_ctx *ctx)
+{
+  return ctx->dir;
+}
+
+void rp_set_warn(rp_ctx *ctx, rp_warn_fn fn, void *user)
+{
+  ctx->warn = fn;
+  ctx->warn_user = user;
+}
+
+int rp_vs_lock(rp_ctx *ctx, const char *vs_guid, bool exclusive, const char *op)
+{
+  CLEANUP_FREE char *p = rp_xasprintf("%s/locks/%s.lock", ctx->dir, vs_guid);
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return rp_err_set(rp_err_from_errno(errno), errno, "%s: lock %s", op, p);
+  if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+    int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK)
+      return rp_err_set(RP_E_IN_USE, 0,
+                        "%s: virtual system %s is in use by another operation", op, vs_guid);
+    return rp_err_set(RP_E_FAILED, e, "%s: lock %s", op, p);
+  }
+  return fd;
+}
+
+void rp_vs_unlock(int fd)
+{
+  if (fd >= 0)
+    close(fd); /* releases the flock */
+}
+
+void rp_states_free(rp_image_state **s, size_t n)
+{
+  if (!s)
+    return;
+  for (size_t i = 0; i < n; i++)
+    rp_image_state_free(s[i]);
+  free(s);
+}
+
+/* ---- reconciliation ----------------------------------------------------- */
+
+/* Undoes what a CreateReferencePoint/Import may have done to one disk:
+ * its snapshot, its new bitmap, the disabling of the previous open epoch.
+ * Idempotent: looks at the image first. */
+int rp_undo_disk(const char *path, const char *snap, const char *bitmap, const char *prev)
+{
+  rp_image_state *s;
+  if (rp_engine_inspect(path, &s) < 0)
+    return -1;
+  int rc = 0;
+  if (snap && rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(path, snap) < 0)
+    rc = -1;
+  if (bitmap && rp_image_bitmap(s, bitmap) && rp_engine_bitmap_remove(path, bitmap) < 0)
+    rc = -1;
+  const rp_bitmap_st *pb = prev ? rp_image_bitmap(s, prev) : NULL;
+  if (pb && !pb->enabled && !pb->in_use && rp_engine_bitmap_enable(path, prev, true) < 0)
+    rc = -1;
+  rp_image_state_free(s);
+  return rc;
+}
+
+static const rp_epoch *open_epoch(const rp_epoch *e, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (e[i].end_seq < 0)
+      return &e[i];
+  return NULL;
+}
+
+/* Rolls back RPs left in state "creating" by a process that died. */
+static int rollback_pending(rp_ctx *ctx, const rp_vs_info *vs, rp_rp_rec **rps, size_t nrp)
+{
+  for (size_t k = 0; k < nrp; k++) {
+    rp_rp_rec *r = rps[k];
+    if (strcmp(r->state, "creating"))
+      continue;
+    CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+    for (size_t i = 0; i < r->info.n_disks; i++) {
+      const rp_disk_info *d = NULL;
+      for (size_t j = 0; j < vs->n_disks; j++)
+        if (!strcmp(vs->disks[j].guid, r->disk_guids[i]))
+          d = &vs->disks[j];
+      if (!d)
+        continue;
+      rp_epoch *ep;
+      size_t nep;
+      if (rp_store_epochs(ctx->st, d->guid, &ep, &nep) < 0)
+        return -1;
+      const rp_epoch *o = open_epoch(ep, nep);
+      int rc = rp_undo_disk(d->path, r->info.imported ? NULL : snap, r->info.rct_identifiers[i],
+                         o && o->valid ? o->bitmap : NULL);
+      rp_epochs_free(ep, nep);
+      if (rc < 0)
+        return rp_err_prefix("roll back unfinished reference point %s", r->info.instance_id);
+    }
+    if (rp_store_rp_delete(ctx->st, r->info.guid) < 0)
+      return -1;
+    rp_warnf(ctx, "rolled back reference point %s that an interrupted operation left unfinished",
+             r->info.instance_id);
+  }
+  return 0;
+}
+
+int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state ***states_out)
+{
+  rp_rp_rec **rps = NULL;
+  size_t nrp = 0;
+  rp_image_state **states = rp_xcalloc(vs->n_disks, sizeof *states);
+  int rc = -1;
+  bool in_tx = false;
+
+  if (rp_store_rp_list(ctx->st, vs->name, &rps, &nrp) < 0)
+    goto out;
+  bool pending = false;
+  for (size_t k = 0; k < nrp; k++)
+    pending |= !strcmp(rps[k]->state, "creating");
+  if (pending && (flags & RECON_REPAIR)) {
+    if (rp_store_begin(ctx->st) < 0)
+      goto out;
+    in_tx = true;
+    if (rollback_pending(ctx, vs, rps, nrp) < 0 || rp_store_commit(ctx->st) < 0)
+      goto out;
+    in_tx = false;
+    rp_rp_list_free(rps, nrp);
+    rps = NULL;
+    if (rp_store_rp_list(ctx->st, vs->name, &rps, &nrp) < 0)
+      goto out;
+    pending = false;
+  }
+
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    const rp_disk_info *d = &vs->disks[i];
+    if (rp_engine_inspect(d->path, &states[i]) < 0) {
+      states[i] = NULL;
+      if ((flags & RECON_STRICT) || rp_last_error()->code == RP_E_IN_USE)
+        goto out;
+      rp_warnf(ctx, "disk %s: %s", d->instance_id, rp_last_error()->message);
+      continue;
+    }
+    rp_image_state *s = states[i];
+    if (!s->qcow2_v3 || s->corrupt) {
+      rp_err_set(RP_E_DISK_CHANGED, 0, "disk %s (%s) is %s", d->instance_id, d->path,
+                 s->corrupt ? "marked corrupt" : "no longer a qcow2 v3 image");
+      if (flags & RECON_STRICT)
+        goto out;
+      rp_warnf(ctx, "%s", rp_last_error()->message);
+      continue;
+    }
+    bool resized = s->virtual_size != d->virtual_size;
+    rp_epoch *ep;
+    size_t nep;
+    if (rp_store_epochs(ctx->st, d->guid, &ep, &nep) < 0)
+      goto out;
+    if (rp_store_begin(ctx->st) < 0) {
+      rp_epochs_free(ep, nep);
+      goto out;
+    }
+    in_tx = true;
+    for (size_t k = 0; k < nep; k++) {
+      rp_epoch *e = &ep[k];
+      if (!e->valid)
+        continue;
+      const rp_bitmap_st *b = rp_image_bitmap(s, e->bitmap);
+      char *why = NULL;
+      if (resized)
+        why = rp_xasprintf("disk %s was resized from %llu to %llu bytes", d->path,
+                           (unsigned long long)d->virtual_size,
+                           (unsigned long long)s->virtual_size);
+      else if (!b)
+        why = rp_xasprintf("change-tracking bitmap %s is missing from %s (removed, or the disk "
+                           "was replaced)",
+                           e->bitmap, d->path);
+      else if (b->in_use)
+        why = rp_xasprintf("change-tracking bitmap %s on %s was left in-use by a writer that "
+                           "did not exit cleanly",
+                           e->bitmap, d->path);
+      else if (e->end_seq < 0 && !b->enabled && !pending)
+        why = rp_xasprintf("change-tracking bitmap %s on %s was disabled by someone else",
+                           e->bitmap, d->path);
+      if (!why)
+        continue;
+      e->valid = false;
+      free(e->reason);
+      e->reason = why;
+      rp_warnf(ctx, "%s; reference points of %s spanning it can no longer be a base", why,
+               vs->element_name);
+      if (rp_store_epoch_update(ctx->st, e) < 0) {
+        rp_epochs_free(ep, nep);
+        goto out;
+      }
+    }
+    /* associated data: snapshots */
+    for (size_t k = 0; k < nrp; k++) {
+      rp_rp_rec *r = rps[k];
+      if (strcmp(r->state, "ready"))
+        continue;
+      bool mine = false;
+      for (size_t j = 0; j < r->info.n_disks; j++)
+        mine |= !strcmp(r->disk_guids[j], d->guid);
+      if (!mine)
+        continue;
+      CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+      bool present = rp_image_has_snapshot(s, snap);
+      if (r->info.has_associated_data && !present) {
+        CLEANUP_FREE char *why =
+            rp_xasprintf("snapshot %s is missing from %s", snap, d->path);
+        rp_warnf(ctx, "reference point %s lost its associated data: %s", r->info.instance_id, why);
+        r->info.has_associated_data = false;
+        if (rp_store_rp_set_data(ctx->st, r->info.guid, false, why) < 0) {
+          rp_epochs_free(ep, nep);
+          goto out;
+        }
+      }
+    }
+    if (rp_store_commit(ctx->st) < 0) {
+      rp_epochs_free(ep, nep);
+      goto out;
+    }
+    in_tx = false;
+    if (flags & RECON_REPAIR) {
+      /* drop our bitmaps that can never be used again (in-use), and
+       * snapshots of RPs whose data was released */
+      for (size_t k = 0; k < nep; k++) {
+        const rp_bitmap_st *b = rp_image_bitmap(s, ep[k].bitmap);
+        if (b && b->in_use && rp_engine_bitmap_remove(d->path, ep[k].bitmap) < 0)
+          rp_warnf(ctx, "%s", rp_last_error()->message);
+      }
+      for (size_t k = 0; k < nrp; k++) {
+        if (rps[k]->info.has_associated_data)
+          continue;
+        CLEANUP_FREE char *snap = rp_snapshot_name(rps[k]->info.guid);
+        if (rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(d->path, snap) < 0)
+          rp_warnf(ctx, "%s", rp_last_error()->message);
+      }
+    }
+    rp_epochs_free(ep, nep);
+    if (resized) {
+      rp_err_set(RP_E_DISK_CHANGED, 0, "disk %s (%s) was resized from %llu to %llu bytes",
+                 d->instance_id, d->path, (unsigned long long)d->virtual_size,
+                 (unsigned long long)s->virtual_size);
+      if (flags & RECON_STRICT)
+        goto out;
+      rp_warnf(ctx, "%s", rp_last_error()->message);
+    }
+  }
+  rc = 0;
+out:
+  if (in_tx)
+    rp_store_rollback(ctx->st);
+  rp_rp_list_free(rps, nrp);
+  if (rc == 0 && states_out)
+    *states_out = states;
+  else
+    rp_states_free(states, vs->n_disks);
+  return rc;
+}
+
+int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r)
+{
+  rp_point_info *p = &r->info;
+  p->change_tracking_valid = true;
+  free(p->tracking_reason);
+  p->tracking_reason = NULL;
+  for (size_t i = 0; i < p->n_disks && p->change_tracking_valid; i++) {
+    rp_epoch *ep;
+    size_t n;
+    if (rp_store_epochs(ctx->st, r->disk_guids[i], &ep, &n) < 0)
+      return -1;
+    const rp_epoch *e = NULL;
+    for (size_t k = 0; k < n; k++)
+      if (ep[k].start_seq == p->sequence)
+        e = &ep[k];
+    if (!e) {
+      p->change_tracking_valid = false;
+      p->tracking_reason = rp_xstrdup("no change tracking starts at this reference point");
+    } else if (!e->valid) {
+      p->change_tracking_valid = false;
+      p->tracking_reason = rp_xstrdup(e->reason ? e->reason : "change tracking lost");
+    }
+    rp_epochs_free(ep, n);
+  }
+  return 0;
+}
+
+/* ---- virtual systems ---------------------------------------------------- */
+
+static int check_name(const char *name)
+{
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > 256)
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: a name of 1 to 256 characters is needed");
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      return rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: the name has a control character");
+  if (rp_is_uuid(name))
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                      "vm add: the name '%s' looks like a GUID; GUIDs are assigned", name);
+  return 0;
+}
+
+int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size_t n_disks,
+              rp_vs_info **out)
+{
+  rp_err_clear();
+  if (check_name(name) < 0)
+    return -1;
+  if (n_disks == 0 || n_disks > 64)
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: 1 to 64 disks are needed");
+  rp_vs_info *vs = rp_xcalloc(1, sizeof *vs);
+  char g[37];
+  rp_uuid(g);
+  vs->name = rp_xstrdup(g);
+  vs->element_name = rp_xstrdup(name);
+  vs->runtime_state = rp_xstrdup("shut off");
+  vs->disks = rp_xcalloc(n_disks, sizeof *vs->disks);
+  for (size_t i = 0; i < n_disks; i++) {
+    rp_disk_info *d = &vs->disks[vs->n_disks++];
+    rp_uuid(g);
+    d->guid = rp_xstrdup(g);
+    d->instance_id = rp_disk_instance_id(vs->name, g);
+    d->path = rp_abspath(disk_paths[i]);
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(vs->disks[j].path, d->path)) {
+        rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: disk %s given twice", d->path);
+        goto fail;
+      }
+    rp_image_state *s;
+    if (rp_engine_inspect(d->path, &s) < 0) {
+      rp_err_prefix("vm add");
+      goto fail;
+    }
+    bool ok = s->qcow2_v3 && !s->corrupt;
+    d->virtual_size = s->virtual_size;
+    rp_image_state_free(s);
+    if (!ok) {
+      rp_err_set(RP_E_DISK_CHANGED, 0, "vm add: %s is not a qcow2 v3 (compat=1.1) image", d->path);
+      goto fail;
+    }
+  }
+  if (rp_store_begin(ctx->st) < 0)
+    goto fail;
+  if (rp_store_vs_insert(ctx->st, vs) < 0) {
+    rp_store_rollback(ctx->st);
+    if (strstr(rp_last_error()->message, "UNIQUE"))
+      rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                 "vm add: a virtual system named '%s' or one of these disks is already registered",
+                 name);
+    goto fail;
+  }
+  if (rp_store_commit(ctx->st) < 0)
+    goto fail;
+  if (out)
+    *out = vs;
+  else
+    rp_vs_info_free(vs);
+  return 0;
+fail:
+  rp_vs_info_free(vs);
+  return -1;
+}
+
+int rp_vs_get(rp_ctx *ctx, const char *vs, rp_vs_info **out)
+{
+  rp_err_clear();
+  if (rp_store_vs_get(ctx->st, vs, out) < 0)
+    return -1;
+  (*out)->runtime_state = rp_xstrdup("shut off");
+  return 0;
+}
+
+int rp_vs_list(rp_ctx *ctx, rp_vs_info ***out, size_t *n)
+{
+  rp_err_clear();
+  if (rp_store_vs_list(ctx->st, out, n) < 0)
+    return -1;
+  for (size_t i = 0; i < *n; i++)
+    (*out)[i]->runtime_state = rp_xstrdup("shut off");
+  return 0;
+}
+
+int rp_vs_remove(rp_ctx *ctx, const char *key)
+{
+  rp_err_clear();
+  rp_vs_info *vs;
+  if (rp_store_vs_get(ctx->st, key, &vs) < 0)
+    return -1;
+  int rc = -1, fd = rp_vs_lock(ctx, vs->name, true, "vm remove");
+  if (fd < 0)
+    goto out;
+  if (rp_reconcile(ctx, vs, RECON_REPAIR, NULL) < 0)
+    goto out;
+  rp_rp_rec **rps;
+  size_t n;
+  if (rp_store_rp_list(ctx->st, vs->name, &rps, &n) < 0)
+    goto out;
+  rp_rp_list_free(rps, n);
+  if (n) {
+    rp_err_set(RP_E_INVALID_STATE, 0,
+               "vm remove: %s still has %zu reference point(s); destroy them first",
+               vs->element_name, n);
+    goto out;
+  }
+  if (rp_store_begin(ctx->st) < 0)
+    goto out;
+  if (rp_store_vs_delete(ctx->st, vs->name) < 0 || rp_store_commit(ctx->st) < 0) {
+    rp_store_rollback(ctx->st);
+    goto out;
+  }
+  rc = 0;
+out:
+  rp_vs_unlock(fd);
+  rp_vs_info_free(vs);
+  return rc;
+}
+
+void rp_vs_info_free(rp_vs_info *vs)
+{
+  if (!vs)
+    return;
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    free(vs->disks[i].instance_id);
+    free(vs->disks[i].guid);
+    free(vs->disks[i].path);
+  }
+  free(vs->disks);
+  free(vs->name);
+  free(vs->element_name);
+  free(vs->runtime_state);
+  free(vs);
+}
+
+void rp_vs_list_free(rp_vs_info **list, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    rp_vs_info_free(list[i]);
+  free(list);
+}
+
+/* ---- reference points --------------------------------------------------- */
+
+/* Moves the public part of a record out to the caller. */
+static rp_point_info *take_info(rp_rp_rec *r)
+{
+  rp_point_info *p = rp_xmalloc(sizeof *p);
+  *p = r->info;
+  memset(&r->info, 0, sizeof r->info);
+  rp_rp_rec_free(r);
+  return p;
+}
+
+void rp_point_info_free(rp_point_info *p)
+{
+  if (!p)
+    return;
+  rp_rp_rec *r = rp_xcalloc(1, sizeof *r);
+  r->info = *p;
+  r->disk_guids = rp_xcalloc(p->n_disks, sizeof(char *));
+  r->origin_disks = rp_xcalloc(p->n_disks, sizeof(char *));
+  free(p);
+  rp_rp_rec_free(r);
+}
+
+void rp_point_list_free(rp_point_info **list, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    rp_point_info_free(list[i]);
+  free(list);
+}
+
+/* Finds a ready RP by InstanceID or GUID. */
+static int find_rp(rp_ctx *ctx, const char *id, rp_rp_rec **out)
+{
+  char g[37];
+  if (rp_parse_rp_id(id, g) < 0)
+    return rp_err_set(RP_E_NOT_FOUND, 0, "reference point '%s' not found (expected "
+                      "Microsoft:<GUID> or a GUID)", id ? id : "");
+  if (rp_store_rp_get(ctx->st, g, out) < 0)
+    return -1;
+  if (strcmp((*out)->state, "ready")) {
+    rp_rp_rec_free(*out);
+    return rp_err_set(RP_E_NOT_FOUND, 0, "reference point '%s' is not complete", id);
+  }
+  return 0;
+}
+
+int rp_point_get(rp_ctx *ctx, const char *id, rp_point_info **out)
+{
+  rp_err_clear();
+  rp_rp_rec *r;
+  if (find_rp(ctx, id, &r) < 0)
+    return -1;
+  rp_vs_info *vs;
+  if (rp_store_vs_get(ctx->st, r->info.virtual_system_identifier, &vs) == 0) {
+    rp_reconcile(ctx, vs, 0, NULL); /* report drift; never fails the read */
+    rp_vs_info_free(vs);
+    rp_rp_rec_free(r);
+    if (find_rp(ctx, id, &r) < 0)
+      return -1;
+  }
+  if (rp_fill_tracking(ctx, r) < 0) {
+    rp_rp_rec_free(r);
+    return -1;
+  }
+  *out = take_info(r);
+  return 0;
+}
+
+int rp_point_list(rp_ctx *ctx, const char *vs_key, rp_point_info ***out, size_t *n)
+{
+  rp_err_clear();
+  rp_vs_info **vss = NULL;
+  size_t nvs = 0;
+  if (vs_key) {
+    vss = rp_xcalloc(1, sizeof *vss);
+    if (rp_store_vs_get(ctx->st, vs_key, &vss[0]) < 0) {
+      free(vss);
+      return -1;
+    }
+    nvs = 1;
+  } else if (rp_store_vs_list(ctx->st, &vss, &nvs) < 0)
+    return -1;
+  rp_point_info **res = NULL;
+  size_t cnt = 0;
+  int rc = 0;
+  for (size_t v = 0; v < nvs && rc == 0; v++) {
+    rp_reconcile(ctx, vss[v], 0, NULL);
+    rp_rp_rec **rps;
+    size_t nrp;
+    if (rp_store_rp_list(ctx->st, vss[v]->name, &rps, &nrp) < 0) {
+      rc = -1;
+      break;
+    }
+    for (size_t k = 0; k < nrp; k++) {
+      if (strcmp(rps[k]->state, "ready") || rp_fill_tracking(ctx, rps[k]) < 0) {
+        rp_rp_rec_free(rps[k]);
+        continue;
+      }
+      res = rp_xrealloc(res, (cnt + 1) * sizeof *res);
+      res[cnt++] = take_info(rps[k]);
+    }
+    free(rps);
+  }
+  rp_vs_list_free(vss, nvs);
+  if (rc < 0) {
+    rp_point_list_free(res, cnt);
+    return -1;
+  }
+  *out = res;
+  *n = cnt;
+  return 0;
+}
+
+int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t consistency,
+                    rp_job *job, rp_point_info **out)
+{
+  rp_err_clear();
+  if (type != 1 && type != 2)
+    return rp_err_set(RP_E_NOT_SUPPORTED, 0,
+                      "CreateReferencePoint: ReferencePointType %u is not supported (1 or 2: RCT)",
+                      type);
+  if (consistency != 1 && consistency != 2)
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                      "CreateReferencePoint: ConsistencyLevel %u is invalid (1 application, 2 "
+                      "crash)",
+                      consistency);
+  rp_vs_info *vs;
+  if (rp_store_vs_get(ctx->st, vs_key, &vs) < 0)
+    return -1;
+  int rc = -1, fd = rp_vs_lock(ctx, vs->name, true, "CreateReferencePoint");
+  rp_rp_rec *r = NULL;
+  rp_image_state **states = NULL;
+  char **prev = rp_xcalloc(vs->n_disks, sizeof(char *));
+  size_t done = 0; /* disks whose images were changed */
+  bool row = false;
+  if (fd < 0)
+    goto out;
+  if (rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0) {
+    rp_err_prefix("CreateReferencePoint");
+    goto out;
+  }
+  if (rp_job_check(job) < 0)
+    goto out;
+  r = rp_xcalloc(1, sizeof *r);
+  char g[37];
+  rp_uuid(g);
+  r->state = rp_xstrdup("creating");
+  rp_point_info *p = &r->info;
+  p->guid = rp_xstrdup(g);
+  p->instance_id = rp_point_instance_id(g);
+  p->virtual_system_identifier = rp_xstrdup(vs->name);
+  p->reference_point_type = 2;
+  p->consistency_level = consistency;
+  p->has_associated_data = true;
+  p->created = rp_now();
+  p->n_disks = vs->n_disks;
+  p->virtual_disk_identifiers = rp_xcalloc(vs->n_disks, sizeof(char *));
+  p->rct_identifiers = rp_xcalloc(vs->n_disks, sizeof(char *));
+  r->disk_guids = rp_xcalloc(vs->n_disks, sizeof(char *));
+  r->origin_disks = rp_xcalloc(vs->n_disks, sizeof(char *));
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    p->virtual_disk_identifiers[i] = rp_xstrdup(vs->disks[i].instance_id);
+    p->rct_identifiers[i] = new_bitmap_name();
+    r->disk_guids[i] = rp_xstrdup(vs->disks[i].guid);
+    r->origin_disks[i] = rp_xstrdup(vs->disks[i].instance_id);
+    rp_epoch *ep;
+    size_t nep;
+    if (rp_store_epochs(ctx->st, vs->disks[i].guid, &ep, &nep) < 0)
+      goto out;
+    const rp_epoch *o = open_epoch(ep, nep);
+    if (o && rp_image_bitmap(states[i], o->bitmap) && !rp_image_bitmap(states[i], o->bitmap)->in_use)
+      prev[i] = rp_xstrdup(o->bitmap);
+    rp_epochs_free(ep, nep);
+  }
+  /* 1. intent */
+  if (rp_store_begin(ctx->st) < 0)
+    goto out;
+  p->sequence = rp_store_vs_take_seq(ctx->st, vs->name);
+  p->element_name = rp_xasprintf("%s reference point %lld", vs->element_name,
+                                 (long long)p->sequence);
+  if (p->sequence < 0 || rp_store_rp_insert(ctx->st, r) < 0 || rp_store_commit(ctx->st) < 0) {
+    rp_store_rollback(ctx->st);
+    goto out;
+  }
+  row = true;
+  /* 2. the images: snapshot = associated data; close the epoch; open the next */
+  CLEANUP_FREE char *snap = rp_snapshot_name(g);
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    const char *path = vs->disks[i].path;
+    done = i + 1;
+    if (rp_engine_snapshot_create(path, snap) < 0 ||
+        (prev[i] && rp_engine_bitmap_enable(path, prev[i], false) < 0) ||
+        rp_engine_bitmap_add(path, p->rct_identifiers[i], true) < 0) {
+      rp_err_prefix("CreateReferencePoint");
+      goto out;
+    }
+    rp_job_add(job, 1);
+  }
+  /* 3. commit */
+  if (rp_store_begin(ctx->st) < 0)
+    goto out;
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    rp_epoch *ep;
+    size_t nep;
+    if (rp_store_epochs(ctx->st, vs->disks[i].guid, &ep, &nep) < 0)
+      goto tx_fail;
+    for (size_t k = 0; k < nep; k++)
+      if (ep[k].end_seq < 0) {
+        ep[k].end_seq = p->sequence;
+        if (rp_store_epoch_update(ctx->st, &ep[k]) < 0) {
+          rp_epochs_free(ep, nep);
+          goto tx_fail;
+        }
+      }
+    rp_epochs_free(ep, nep);
+    rp_epoch ne = {.bitmap = p->rct_identifiers[i], .disk = vs->disks[i].guid,
+                   .start_seq = p->sequence, .end_seq = -1, .valid = true};
+    if (rp_store_epoch_insert(ctx->st, &ne) < 0)
+      goto tx_fail;
+  }
+  if (rp_store_rp_set_state(ctx->st, g, "ready") < 0 || rp_store_commit(ctx->st) < 0)
+    goto tx_fail;
+  free(r->state);
+  r->state = rp_xstrdup("ready");
+  rp_fill_tracking(ctx, r);
+  if (out) {
+    *out = take_info(r);
+    r = NULL;
+  }
+  rc = 0;
+  goto out;
+tx_fail:
+  rp_store_rollback(ctx->st);
+out:
+  if (rc < 0 && row) {
+    /* undo in reverse; keep the first error */
+    rp_error saved = *rp_last_error();
+    bool clean = true;
+    CLEANUP_FREE char *snap2 = rp_snapshot_name(r->info.guid);
+    for (size_t i = done; i-- > 0;)
+      if (rp_undo_disk(vs->disks[i].path, snap2, r->info.rct_identifiers[i], prev[i]) < 0)
+        clean = false;
+    if (clean && rp_store_begin(ctx->st) == 0) {
+      if (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
+        rp_store_rollback(ctx->st);
+    }
+    /* if undo failed the "creating" row stays: the next operation retries */
+    *(rp_error *)rp_last_error() = saved;
+  }
+  for (size_t i = 0; i < vs->n_disks; i++)
+    free(prev[i]);
+  free(prev);
+  rp_states_free(states, vs->n_disks);
+  rp_rp_rec_free(r);
+  rp_vs_unlock(fd);
+  rp_vs_info_free(vs);
+  return rc;
+}
+
+/* Loads the RP and its VS, takes the exclusive lock and reconciles. */
+static int begin_rp_op(rp_ctx *ctx, const char *op, const char *id, rp_rp_rec **r, rp_vs_info **vs,
+                       rp_image_state ***states, int *fd)
+{
+  *r = NULL;
+  *vs = NULL;
+  *states = NULL;
+  *fd = -1;
+  if (find_rp(ctx, id, r) < 0 ||
+      rp_store_vs_get(ctx->st, (*r)->info.virtual_system_identifier, vs) < 0)
+    return rp_err_prefix("%s", op);
+  *fd = rp_vs_lock(ctx, (*vs)->name, true, op);
+  if (*fd < 0)
+    return -1;
+  if (rp_reconcile(ctx, *vs, RECON_REPAIR, states) < 0)
+    return rp_err_prefix("%s", op);
+  rp_rp_rec_free(*r);
+  *r = NULL;
+  if (find_rp(ctx, id, r) < 0) /* reconciliation may have changed it */
+    return rp_err_prefix("%s", op);
+  return 0;
+}
+
+const rp_disk_info *rp_vs_disk(const rp_vs_info *vs, const char *guid, size_t *idx)
+{
+  for (size_t i = 0; i < vs->n_disks; i++)
+    if (!strcmp(vs->disks[i].guid, guid)) {
+      if (idx)
+        *idx = i;
+      return &vs->disks[i];
+    }
+  return NULL;
+}
+
+int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
+{
+  rp_err_clear();
+  rp_rp_rec *r;
+  rp_vs_info *vs;
+  rp_image_state **states;
+  int fd, rc = -1;
+  if (begin_rp_op(ctx, "RemoveAssociatedData", id, &r, &vs, &states, &fd) < 0)
+    goto out;
+  if (!r->info.has_associated_data) {
+    rp_err_set(RP_E_NO_DATA, 0, "RemoveAssociatedData: %s has no associated data%s%s",
+               r->info.instance_id, r->info.data_reason ? ": " : "",
+               r->info.data_reason ? r->info.data_reason : "");
+    goto out;
+  }
+  if (rp_job_check(job) < 0)
+    goto out;
+  /* store first: a snapshot left behind by a crash is deleted by the
+   * next reconciliation, and is never served */
+  if (rp_store_begin(ctx->st) < 0)
+    goto out;
+  if (rp_store_rp_set_data(ctx->st, r->info.guid, false, "released by RemoveAssociatedData") < 0 ||
+      rp_store_commit(ctx->st) < 0) {
+    rp_store_rollback(ctx->st);
+    goto out;
+  }
+  CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+  for (size_t i = 0; i < r->info.n_disks; i++) {
+    size_t k;
+    const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
+    if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
+        rp_engine_snapshot_delete(d->path, snap) < 0)
+      rp_warnf(ctx, "RemoveAssociatedData: %s (retried at the next operation)",
+               rp_last_error()->message);
+  }
+  rc = 0;
+out:
+  if (states)
+    rp_states_free(states, vs->n_disks);
+  rp_vs_unlock(fd);
+  rp_rp_rec_free(r);
+  rp_vs_info_free(vs);
+  return rc;
+}
+
+int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
+{
+  rp_err_clear();
+  rp_rp_rec *r;
+  rp_vs_info *vs;
+  rp_image_state **states;
+  int fd, rc = -1;
+  char **drop = NULL; /* bitmaps to remove after the commit */
+  size_t ndrop = 0;
+  if (begin_rp_op(ctx, "DestroyReferencePoint", id, &r, &vs, &states, &fd) < 0)
+    goto out;
+  if (rp_job_check(job) < 0)
+    goto out;
+  int64_t seq = r->info.sequence;
+  CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+  /* 1. associated data */
+  if (r->info.has_associated_data) {
+    if (rp_store_begin(ctx->st) < 0)
+      goto out;
+    if (rp_store_rp_set_data(ctx->st, r->info.guid, false, "being destroyed") < 0 ||
+        rp_store_commit(ctx->st) < 0) {
+      rp_store_rollback(ctx->st);
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < r->info.n_disks; i++) {
+    size_t k;
+    const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
+    if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
+        rp_engine_snapshot_delete(d->path, snap) < 0)
+      goto out;
+  }
+  /* 2. merge the epoch that starts here into the one before */
+  if (rp_store_begin(ctx->st) < 0)
+    goto out;
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    const rp_disk_info *d = &vs->disks[i];
+    rp_epoch *ep;
+    size_t nep;
+    if (rp_store_epochs(ctx->st, d->guid, &ep, &nep) < 0)
+      goto tx_fail;
+    rp_epoch *before = NULL, *here = NULL;
+    for (size_t k = 0; k < nep; k++) {
+      if (ep[k].end_seq == seq)
+        before = &ep[k];
+      if (ep[k].start_seq == seq)
+        here = &ep[k];
+    }
+    int erc = 0;
+    if (here && before) {
+      bool b_ok = states[i] && before->valid && rp_image_bitmap(states[i], before->bitmap);
+      bool h_ok = states[i] && here->valid && rp_image_bitmap(states[i], here->bitmap);
+      if (b_ok && h_ok &&
+          rp_engine_bitmap_merge(d->path, here->bitmap, before->bitmap, here->end_seq < 0) < 0)
+        erc = -1;
+      before->end_seq = here->end_seq;
+      if (!here->valid || !h_ok) {
+        if (before->valid) {
+          free(before->reason);
+          before->reason = rp_xstrdup(here->reason ? here->reason : "change tracking lost");
+        }
+        before->valid = false;
+      }
+      if (erc == 0 && (rp_store_epoch_update(ctx->st, before) < 0 ||
+                       rp_store_epoch_delete(ctx->st, here->bitmap) < 0))
+        erc = -1;
+    } else if (here) {
+      if (rp_store_epoch_delete(ctx->st, here->bitmap) < 0)
+        erc = -1;
+    }
+    if (here && erc == 0 && states[i] && rp_image_bitmap(states[i], here->bitmap)) {
+      drop = rp_xrealloc(drop, (ndrop + 1) * sizeof *drop);
+      drop[ndrop++] = rp_xasprintf("%zu:%s", i, here->bitmap);
+    }
+    rp_epochs_free(ep, nep);
+    if (erc < 0)
+      goto tx_fail;
+  }
+  if (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
+    goto tx_fail;
+  /* 3. bitmaps no longer referenced */
+  for (size_t j = 0; j < ndrop; j++) {
+    size_t i = strtoul(drop[j], NULL, 10);
+    const char *b = strchr(drop[j], ':') + 1;
+    if (rp_engine_bitmap_remove(vs->disks[i].path, b) < 0)
+      rp_warnf(ctx, "DestroyReferencePoint: %s", rp_last_error()->message);
+  }
+  rp_job_add(job, 1);
+  rc = 0;
+  goto out;
+tx_fail:
+  rp_store_rollback(ctx->st);
+  rp_err_prefix("DestroyReferencePoint");
+out:
+  for (size_t j = 0; j < ndrop; j++)
+    free(drop[j]);
+  free(drop);
+  if (states)
+    rp_states_free(states, vs->n_disks);
+  rp_vs_unlock(fd);
+  rp_rp_rec_free(r);
+  rp_vs_info_free(vs);
+  return rc;
+}

@@ -1,0 +1,38 @@
+/* service.h — internals shared by service.c (context, virtual systems,
+ * reference points, reconciliation) and export.c (exports). */
+#ifndef RP_SERVICE_H
+#define RP_SERVICE_H
+#include "engine.h"
+#include "store.h"
+
+struct rp_ctx {
+  char *dir;
+  rp_store *st;
+  rp_warn_fn warn;
+  void *warn_user;
+};
+
+enum { RECON_STRICT = 1, RECON_REPAIR = 2 };
+
+/* Takes the per-VS lock (flock on <state>/locks/<guid>.lock), shared or
+ * exclusive, without waiting: IN_USE when another operation holds it.
+ * Returns the fd to pass to rp_vs_unlock. */
+int rp_vs_lock(rp_ctx *ctx, const char *vs_guid, bool exclusive, const char *op);
+void rp_vs_unlock(int fd);
+
+/* Compares the store with the disks of vs and records what drifted
+ * (see service.c). states[i] receives the inspected image of disk i (NULL
+ * when it could not be read and !STRICT); free with rp_states_free. */
+int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state ***states);
+void rp_states_free(rp_image_state **s, size_t n);
+
+/* Fills info.change_tracking_valid / tracking_reason from the epochs. */
+int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r);
+void rp_warnf(rp_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *rp_snapshot_name(const char *rp_guid); /* refpoint-rp-<guid> */
+/* Undoes what a create/import did to one disk (snapshot, new bitmap,
+ * disabled previous epoch bitmap); idempotent. Any of the names may be NULL. */
+int rp_undo_disk(const char *path, const char *snap, const char *bitmap, const char *prev);
+/* The disk of vs with that GUID (its index in *idx), or NULL. */
+const rp_disk_info *rp_vs_disk(const rp_vs_info *vs, const char *guid, size_t *idx);
+#endif
