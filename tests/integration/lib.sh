@@ -1,0 +1,89 @@
+# lib.sh — shared helpers of the integration tests (sourced).
+# Every test gets a private scratch directory that is removed on exit, a
+# private state directory, and helpers that write to a qcow2 disk with
+# qemu-io while applying the same write to a raw mirror file, so that the
+# exact content at any reference point is known independently.
+set -euo pipefail
+BUILD=${REFPOINT_BUILD:?REFPOINT_BUILD not set}
+T=$(mktemp -d /tmp/rpt.XXXXXX)
+STATE=$T/state
+cleanup() {
+  local rc=$?
+  # kill any qemu-nbd this test started on its files
+  pkill -f "qemu-nbd.*$T" 2>/dev/null || true
+  for m in $(awk -v t="$T" '$2 ~ "^"t {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$T"
+  exit $rc
+}
+trap cleanup EXIT
+cd "$T"
+
+rp() { "$BUILD/refpoint" --state-dir "$STATE" --quiet "$@"; }
+rpj() { "$BUILD/refpoint" --state-dir "$STATE" --quiet --json "$@"; }
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "$*"; exit 77; }
+ok() { echo "ok: $*"; }
+
+# jq-free JSON field extraction via the refpoint output: use python-less grep
+jfield() { # json-text key -> first string/number value of key
+  printf '%s' "$1" | tr -d '\n' | sed -n "s/.*\"$2\": *\"\\{0,1\\}\\([^\",}]*\\)\"\\{0,1\\}.*/\\1/p" | head -n1
+}
+
+mkdisk() { # name size: qcow2 disk + raw mirror name.raw
+  qemu-img create -q -f qcow2 "$1.qcow2" "$2"
+  truncate -s "$2" "$1.raw"
+}
+
+# wr DISK OFF LEN [zero]: random data (or zeros) at OFF, same write to the mirror
+wr() {
+  local d=$1 off=$2 len=$3
+  if [ "${4:-}" = zero ]; then
+    qemu-io -f qcow2 -c "write -q -z $off $len" "$d.qcow2" >/dev/null
+    head -c "$len" /dev/zero | dd of="$d.raw" bs=64k seek="$off" oflag=seek_bytes conv=notrunc status=none
+  else
+    head -c "$len" /dev/urandom >"$T/chunk"
+    qemu-io -f qcow2 -c "write -q -s $T/chunk $off $len" "$d.qcow2" >/dev/null
+    dd if="$T/chunk" of="$d.raw" bs=64k seek="$off" oflag=seek_bytes conv=notrunc status=none
+  fi
+}
+
+# rand_writes DISK SIZE N: N writes of random size (1 B .. 1 MiB), unaligned,
+# some of them zero writes
+rand_writes() {
+  local d=$1 size=$2 n=$3 i off len
+  local cmds=$T/cmds.$$
+  : >"$cmds"
+  for ((i = 0; i < n; i++)); do
+    case $((RANDOM % 4)) in
+      0) len=$((RANDOM % 4096 + 1)) ;;
+      1) len=$(((RANDOM % 16 + 1) * 65536)) ;;
+      2) len=$((RANDOM * 32 % 1048576 + 1)) ;;
+      3) len=$((RANDOM % 512 + 1)) ;;
+    esac
+    off=$(((RANDOM * 32768 + RANDOM) % (size - len)))
+    if [ $((RANDOM % 6)) -eq 0 ]; then wr "$d" "$off" "$len" zero; else wr "$d" "$off" "$len"; fi
+  done
+}
+
+snap_mirror() { cp --sparse=always "$1.raw" "$1.$2.raw"; } # DISK TAG
+
+same() { # raw-mirror image [fmt]
+  qemu-img compare -q -f raw -F "${3:-qcow2}" "$1" "$2" || fail "$2 differs from $1"
+}
+
+vsize() { qemu-img info --output=json "$1" | grep -o '"virtual-size": [0-9]*' | grep -o '[0-9]*$'; }
+# expect_fail CODE PATTERN cmd...: the command fails with that Hyper-V code
+# on stderr and a message matching PATTERN
+expect_fail() {
+  local code=$1 pat=$2; shift 2
+  if "$@" >"$T/out" 2>"$T/err"; then fail "succeeded but should fail: $*"; fi
+  grep -q "^refpoint: .*: $code " "$T/err" || fail "expected code $code from '$*', got: $(cat "$T/err")"
+  grep -qi -- "$pat" "$T/err" || fail "expected '$pat' in: $(cat "$T/err")"
+}
+# by_size SIZE FILE...: prints the file whose virtual size is SIZE
+by_size() {
+  local s=$1 f; shift
+  for f in "$@"; do if [ "$(vsize "$f")" = "$s" ]; then echo "$f"; return 0; fi; done
+  return 1
+}
