@@ -218,6 +218,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   char *root = NULL, *final = NULL, *tmp = NULL;
   json_t *base_manifest = NULL;
   bool tmp_made = false;
+  char *snap = NULL;
 
   char g[37];
   if (rp_parse_rp_id(id, g) < 0) {
@@ -377,7 +378,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   }
   /* open the sources and plan */
   uint64_t total = 0;
-  CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+  snap = rp_snapshot_name(r->info.guid);
   for (size_t j = 0; j < ndj; j++) {
     struct disk_job *dj = &djs[j];
     if (rp_engine_nbd_start(dj->d->path, snap, (const char *const *)dj->bitmaps, dj->n_bitmaps,
@@ -419,6 +420,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     dj->src = NULL;
     rp_engine_nbd_stop(dj->srv);
     dj->srv = NULL;
+    rp_fault_point("export-after-disk");
   }
   /* metadata: config, runtime state, then the manifest */
   {
@@ -511,6 +513,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     if (wr < 0)
       goto out_prefix;
   }
+  rp_fault_point("export-before-rename");
   if (rp_job_check(job) < 0 || rp_fsync_path(tmp) < 0)
     goto out_prefix;
   if (rename(tmp, final) < 0) {
@@ -554,6 +557,7 @@ out:
   if (tmp_made)
     rp_rm_rf(tmp);
   json_decref(base_manifest);
+  free(snap);
   free(root);
   free(final);
   free(tmp);
@@ -776,7 +780,6 @@ static int restore_abs(const char *const *paths, size_t n, const char *to_dir,
       files[k] = owned[k];
       want = jget_s(hit, "BaseInstanceID");
     }
-    CLEANUP_FREE char *src_guid = NULL;
     if (ok) {
       char g[37];
       const char *iid = jget_s(e, "InstanceID");

@@ -62,6 +62,11 @@ void rp_job_set_total(rp_job *job, uint64_t total); /* NULL ok */
 void rp_job_add(rp_job *job, uint64_t bytes);       /* NULL ok */
 int rp_job_check(rp_job *job); /* -1 with CANCELLED set when cancelled */
 
+/* Fault injection for tests (named as such): when $REFPOINT_FAULT_INJECT
+ * equals point, the process kills itself with SIGKILL right there, as a
+ * crash or kill -9 would. */
+void rp_fault_point(const char *point);
+
 /* Identifiers in the shapes Hyper-V uses. Caller frees. */
 char *rp_disk_instance_id(const char *vs_guid, const char *disk_guid); /* Microsoft:VS\DISK\0\0\L */
 char *rp_point_instance_id(const char *rp_guid);                       /* Microsoft:RP */

@@ -666,6 +666,7 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   char **prev = rp_xcalloc(vs->n_disks, sizeof(char *));
   size_t done = 0; /* disks whose images were changed */
   bool row = false;
+  char *snap = NULL;
   if (fd < 0)
     goto out;
   if (rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0) {
@@ -717,7 +718,7 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   }
   row = true;
   /* 2. the images: snapshot = associated data; close the epoch; open the next */
-  CLEANUP_FREE char *snap = rp_snapshot_name(g);
+  snap = rp_snapshot_name(g);
   for (size_t i = 0; i < vs->n_disks; i++) {
     const char *path = vs->disks[i].path;
     done = i + 1;
@@ -728,6 +729,7 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
       goto out;
     }
     rp_job_add(job, 1);
+    rp_fault_point(i == 0 ? "create-after-first-disk" : "create-after-disk");
   }
   /* 3. commit */
   if (rp_store_begin(ctx->st) < 0)
@@ -783,6 +785,7 @@ out:
   for (size_t i = 0; i < vs->n_disks; i++)
     free(prev[i]);
   free(prev);
+  free(snap);
   rp_states_free(states, vs->n_disks);
   rp_rp_rec_free(r);
   rp_vs_unlock(fd);
@@ -831,6 +834,7 @@ int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
   rp_vs_info *vs;
   rp_image_state **states;
   int fd, rc = -1;
+  char *snap = NULL;
   if (begin_rp_op(ctx, "RemoveAssociatedData", id, &r, &vs, &states, &fd) < 0)
     goto out;
   if (!r->info.has_associated_data) {
@@ -843,6 +847,7 @@ int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
     goto out;
   /* store first: a snapshot left behind by a crash is deleted by the
    * next reconciliation, and is never served */
+  rp_fault_point("remove-data-before");
   if (rp_store_begin(ctx->st) < 0)
     goto out;
   if (rp_store_rp_set_data(ctx->st, r->info.guid, false, "released by RemoveAssociatedData") < 0 ||
@@ -850,7 +855,8 @@ int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
     rp_store_rollback(ctx->st);
     goto out;
   }
-  CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+  rp_fault_point("remove-data-after-commit");
+  snap = rp_snapshot_name(r->info.guid);
   for (size_t i = 0; i < r->info.n_disks; i++) {
     size_t k;
     const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
@@ -861,6 +867,7 @@ int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
   }
   rc = 0;
 out:
+  free(snap);
   if (states)
     rp_states_free(states, vs->n_disks);
   rp_vs_unlock(fd);
@@ -878,12 +885,13 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
   int fd, rc = -1;
   char **drop = NULL; /* bitmaps to remove after the commit */
   size_t ndrop = 0;
+  char *snap = NULL;
   if (begin_rp_op(ctx, "DestroyReferencePoint", id, &r, &vs, &states, &fd) < 0)
     goto out;
   if (rp_job_check(job) < 0)
     goto out;
   int64_t seq = r->info.sequence;
-  CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+  snap = rp_snapshot_name(r->info.guid);
   /* 1. associated data */
   if (r->info.has_associated_data) {
     if (rp_store_begin(ctx->st) < 0)
@@ -949,6 +957,7 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
   }
   if (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
     goto tx_fail;
+  rp_fault_point("destroy-after-commit");
   /* 3. bitmaps no longer referenced */
   for (size_t j = 0; j < ndrop; j++) {
     size_t i = strtoul(drop[j], NULL, 10);
@@ -966,6 +975,7 @@ out:
   for (size_t j = 0; j < ndrop; j++)
     free(drop[j]);
   free(drop);
+  free(snap);
   if (states)
     rp_states_free(states, vs->n_disks);
   rp_vs_unlock(fd);

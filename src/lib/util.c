@@ -390,3 +390,10 @@ int rp_parse_disk_id(const char *s, char out[37])
   }
   return copy_uuid(s, strlen(s), out);
 }
+
+void rp_fault_point(const char *point)
+{
+  const char *f = getenv("REFPOINT_FAULT_INJECT");
+  if (f && !strcmp(f, point))
+    raise(SIGKILL);
+}
