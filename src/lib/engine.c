@@ -9,7 +9,11 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -186,35 +190,24 @@ static char *json_filename(const char *const *chain, size_t n, bool no_backing)
   return r;
 }
 
-/* True while pid runs; a zombie (exited, not yet reaped by whoever
- * adopted the daemonized qemu-nbd) counts as gone: its locks are released. */
-static bool proc_alive(pid_t pid)
-{
-  char p[64], buf[512];
-  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(p, "re");
-  if (!f)
-    return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char *e = strrchr(buf, ')');
-  return e && e[1] == ' ' && e[2] != 'Z' && e[2] != 'X';
-}
-
 void rp_engine_nbd_stop(rp_nbd_server *s)
 {
   if (!s)
     return;
   if (s->pid > 0) {
     kill(s->pid, SIGTERM);
-    /* qemu-nbd --fork daemonizes: not our child, so poll for its exit */
-    for (int i = 0; i < 2000 && proc_alive(s->pid); i++) {
+    int st;
+    for (int i = 0; i < 2000; i++) {
+      pid_t r = waitpid(s->pid, &st, WNOHANG);
+      if (r == s->pid || (r < 0 && errno != EINTR))
+        break;
       struct timespec ts = {0, 1000 * 1000};
       nanosleep(&ts, NULL);
+      if (i == 1999) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, &st, 0);
+      }
     }
-    if (proc_alive(s->pid))
-      kill(s->pid, SIGKILL);
   }
   if (s->dir)
     rp_rm_rf(s->dir);
@@ -223,6 +216,9 @@ void rp_engine_nbd_stop(rp_nbd_server *s)
   free(s);
 }
 
+/* qemu-nbd runs as our child, not daemonized, with PR_SET_PDEATHSIG: if
+ * this process dies (even by SIGKILL) the kernel kills the server, so it
+ * can never linger holding the image lock. Ready = the socket accepts. */
 int rp_engine_nbd_start(const char *path, const char *snapshot, const char *const *bitmaps,
                         size_t n_bitmaps, bool no_backing, rp_nbd_server **out)
 {
@@ -235,18 +231,16 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
   rp_nbd_server *s = rp_xcalloc(1, sizeof *s);
   s->dir = rp_xstrdup(tmpl);
   s->sock = rp_xasprintf("%s/s", tmpl);
-  CLEANUP_FREE char *pidf = rp_xasprintf("%s/pid", tmpl);
+  CLEANUP_FREE char *errf = rp_xasprintf("%s/err", tmpl);
   CLEANUP_FREE char *opts = json_filename(&path, 1, no_backing);
   CLEANUP_FREE char *sockopt = rp_xasprintf("--socket=%s", s->sock);
-  CLEANUP_FREE char *pidopt = rp_xasprintf("--pid-file=%s", pidf);
   CLEANUP_FREE char *snapopt = snapshot ? rp_xasprintf("snapshot.name=%s", snapshot) : NULL;
   size_t n = 0;
   const char **argv = rp_xcalloc(16 + 2 * n_bitmaps, sizeof(char *));
   argv[n++] = "qemu-nbd";
   argv[n++] = "-r";
-  argv[n++] = "--fork";
+  argv[n++] = "--shared=1";
   argv[n++] = sockopt;
-  argv[n++] = pidopt;
   if (snapshot) {
     argv[n++] = "-l";
     argv[n++] = snapopt;
@@ -257,18 +251,59 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
   }
   argv[n++] = opts;
   argv[n] = NULL;
-  int rc = run_tool("qemu-nbd", path, argv, NULL);
+  pid_t parent = getpid();
+  int efd = open(errf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  pid_t pid = efd < 0 ? -1 : fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127);
+    int nul = open("/dev/null", O_RDWR);
+    dup2(nul, 0);
+    dup2(nul, 1);
+    dup2(efd, 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  int fork_errno = errno;
+  if (efd >= 0)
+    close(efd);
   free(argv);
-  if (rc < 0) {
+  if (pid < 0) {
     rp_engine_nbd_stop(s);
-    return -1;
+    return rp_err_set(RP_E_FAILED, fork_errno, "qemu-nbd %s: cannot start", path);
   }
-  CLEANUP_FREE char *pidtxt = rp_read_file(pidf, 64, NULL);
-  if (!pidtxt) {
-    rp_engine_nbd_stop(s);
-    return rp_err_prefix("qemu-nbd %s: no pid file", path);
+  s->pid = pid;
+  /* wait until the socket is there and accepts, or the child exits */
+  for (int i = 0; i < 10000; i++) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      s->pid = 0;
+      CLEANUP_FREE char *err = rp_read_file(errf, 65536, NULL);
+      const char *m = rp_tool_msg(err);
+      rp_errcode code = strstr(m, "lock") ? RP_E_IN_USE
+                        : (WIFEXITED(status) && WEXITSTATUS(status) == 127) ? RP_E_NOT_AVAILABLE
+                                                                              : RP_E_FAILED;
+      rp_engine_nbd_stop(s);
+      return rp_err_set(code, 0, "qemu-nbd %s: %s", path,
+                        *m ? m : "exited before serving (is qemu-utils installed?)");
+    }
+    if (access(s->sock, F_OK) == 0) {
+      int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_un a = {.sun_family = AF_UNIX};
+      snprintf(a.sun_path, sizeof a.sun_path, "%s", s->sock);
+      int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+      if (fd >= 0)
+        close(fd);
+      if (ok)
+        break;
+    }
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
   }
-  s->pid = (pid_t)atoi(pidtxt);
   *out = s;
   return 0;
 }
