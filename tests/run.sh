@@ -36,7 +36,7 @@ want() { [ -z "${TESTS:-}" ] || [[ " $TESTS " == *" $1 "* ]]; }
 suite() { # build-dir label-prefix
   local b=$1 pre=$2
   for t in "$b"/test_*; do
-    [ -x "$t" ] || continue
+    [ -f "$t" ] && [ -x "$t" ] || continue
     local n; n=$(basename "$t")
     want "$n" || continue
     run_one "$pre$n" "$t"
