@@ -1,0 +1,75 @@
+# The CLI contract: --json objects with CIM property names, text output,
+# DisksToExport (--disk), vm remove rules, application consistency.
+. "$(dirname "$0")/lib.sh"
+S=$((16 * 1024 * 1024))
+mkdisk a $S; mkdisk b $S
+rand_writes a $S 5; rand_writes b $S 5
+qemu-img create -q -f raw raw.img 1M
+qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 1M
+
+j=$(rpj vm add "my vm" --disk a.qcow2 --disk b.qcow2)
+for k in Name ElementName Disks InstanceID Path; do echo "$j" | grep -q "\"$k\"" || fail "vm add --json lacks $k: $j"; done
+echo "$j" | grep -q '"ElementName": "my vm"' || fail "ElementName"
+VM=$(jfield "$j" Name)
+rp_is_guid() { [[ $1 =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]; }
+rp_is_guid "$VM" || fail "Name is not a GUID: $VM"
+# disks in the order given
+first=$(echo "$j" | grep -o '"Path": "[^"]*"' | head -n1)
+[[ $first == *"/a.qcow2\"" ]] || fail "disk order: $first"
+rpj vm show "$VM" | grep -q '"ElementName": "my vm"' || fail "vm show by GUID"
+rpj vm list | grep -q "\"Name\": \"$VM\"" || fail "vm list"
+rp vm show "my vm" | grep -q "RuntimeState: shut off" || fail "text vm show"
+mkdisk c $S
+expect_fail 32773 "already registered" rp vm add "my vm" --disk c.qcow2
+expect_fail 32773 "already registered" rp vm add other --disk a.qcow2
+expect_fail 32775 "not a qcow2 v3" rp vm add other --disk raw.img
+expect_fail 32775 "not a qcow2 v3" rp vm add other --disk v2.qcow2
+expect_fail 32775 "No such file" rp vm add other --disk nothere.qcow2
+expect_fail 32773 "given twice" rp vm add other --disk a.qcow2 --disk ./a.qcow2
+expect_fail 32773 "looks like a GUID" rp vm add 12345678-1234-4234-8234-123456789abc --disk b.qcow2
+ok "vm add/show/list"
+
+p=$(rpj rp create "my vm" --consistency application)
+for k in InstanceID ElementName VirtualSystemIdentifier ReferencePointType ConsistencyLevel \
+         HasAssociatedData VirtualDiskIdentifiers ResilientChangeTrackingIdentifiers; do
+  echo "$p" | grep -q "\"$k\"" || fail "rp create --json lacks $k"
+done
+echo "$p" | grep -q '"HasAssociatedData": true' || fail "boolean as JSON boolean"
+echo "$p" | grep -q '"ConsistencyLevel": 1' || fail "application consistency = 1"
+echo "$p" | grep -q '"ReferencePointType": 2' || fail "RCT type = 2"
+echo "$p" | grep -q "\"VirtualSystemIdentifier\": \"$VM\"" || fail "VirtualSystemIdentifier"
+R1=$(jfield "$p" InstanceID)
+[[ $R1 == Microsoft:* ]] || fail "InstanceID form: $R1"
+# RCT ids index-aligned with the two disks
+n=$(echo "$p" | tr -d '\n ' | grep -o '"ResilientChangeTrackingIdentifiers":\[[^]]*\]' | grep -o '"refpoint-' | wc -l)
+[ "$n" = 2 ] || fail "two RCT ids expected, got $n"
+rp rp show "${R1#Microsoft:}" | grep -q "ConsistencyLevel: *1 (application)" || fail "rp show by bare GUID"
+rpj rp list "my vm" | grep -q "\"InstanceID\": \"$R1\"" || fail "rp list VM"
+rpj rp list | grep -q "\"InstanceID\": \"$R1\"" || fail "rp list"
+ok "rp create/show/list"
+
+# export --json: the finished job, with ExportPath; DisksToExport = --disk
+DB=$(rpj vm show "$VM" | grep -o '"InstanceID": "[^"]*"' | sed -n 2p | cut -d'"' -f4 | sed 's/\\\\/\\/g')
+[[ $DB == *'\0\0\L' ]] || fail "disk InstanceID form: $DB"
+e=$(rpj export "$R1" "$T/bk" --disk "$DB")
+for k in JobState ErrorCode ErrorDescription ExportDirectory ReferencePointId BaseReferencePointId \
+         ExportedDisks ExportedLogFilePaths ExportedConfigFilePath ExportedRuntimeFilePath ExportPath; do
+  echo "$e" | grep -q "\"$k\"" || fail "export --json lacks $k"
+done
+echo "$e" | grep -q '"JobState": 7' || fail "JobState 7"
+echo "$e" | grep -q '"ErrorCode": 0' || fail "ErrorCode 0"
+EP=$(jfield "$e" ExportPath)
+[ "$EP" = "$T/bk/${R1#Microsoft:}" ] || fail "ExportPath $EP"
+[ "$(ls "$EP"/disk-*.qcow2 | wc -l)" = 1 ] || fail "--disk exported more than one disk"
+f=$(ls "$EP"/disk-*.qcow2); same b.raw "$f"
+[ -f "$(jfield "$e" ExportedConfigFilePath)" ] && [ -f "$(jfield "$e" ExportedRuntimeFilePath)" ] || fail "config/runtime files"
+echo "$e" | tr -d '\n ' | grep -q "\"ExportedLogFilePaths\":\[\"$f\"\]" || fail "ExportedLogFilePaths index-aligned: $e"
+ok "export --json and DisksToExport"
+
+# text output of export is the export path
+rm -rf "$T/bk2"; out=$(rp export "$R1" "$T/bk2"); [ "$out" = "$T/bk2/${R1#Microsoft:}" ] || fail "text export output: $out"
+expect_fail 32775 "reference point" rp vm remove "my vm"
+rp rp destroy "$R1"
+rpj vm remove "my vm" | grep -q '"ReturnValue": 0' || fail "vm remove --json"
+expect_fail 32773 "not found" rp vm show "my vm"
+ok "vm remove after its reference points are gone"
