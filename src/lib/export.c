@@ -859,7 +859,7 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
   rp_rp_rec *r = NULL, *exist = NULL;
   rp_image_state **states = NULL;
   char **prev = NULL;
-  size_t done = 0;
+  size_t nprev = 0, done = 0;
   bool row = false;
   int fd = -1, rc = -1;
   if (!config_file || !runtime_state_file) {
@@ -925,6 +925,7 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
   r->disk_guids = rp_xcalloc(nd, sizeof(char *));
   r->origin_disks = rp_xcalloc(nd, sizeof(char *));
   prev = rp_xcalloc(nd, sizeof(char *));
+  nprev = nd;
   for (size_t i = 0; i < nd; i++) {
     const char *src_id = json_string_value(json_array_get(dids, i));
     if (!src_id) {
@@ -1023,10 +1024,8 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
   r->state = rp_xstrdup("ready");
   rp_fill_tracking(ctx, r);
   if (out) {
-    rp_point_info *o = rp_xmalloc(sizeof *o);
-    *o = r->info;
-    memset(&r->info, 0, sizeof r->info);
-    *out = o;
+    *out = rp_rp_rec_take_info(r);
+    r = NULL;
   }
   rc = 0;
   goto out;
@@ -1050,7 +1049,7 @@ out:
     *(rp_error *)rp_last_error() = saved;
   }
   if (prev)
-    for (size_t i = 0; i < (r ? r->info.n_disks : 0); i++)
+    for (size_t i = 0; i < nprev; i++)
       free(prev[i]);
   free(prev);
   if (states)

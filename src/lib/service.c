@@ -532,16 +532,6 @@ void rp_vs_list_free(rp_vs_info **list, size_t n)
 
 /* ---- reference points --------------------------------------------------- */
 
-/* Moves the public part of a record out to the caller. */
-static rp_point_info *take_info(rp_rp_rec *r)
-{
-  rp_point_info *p = rp_xmalloc(sizeof *p);
-  *p = r->info;
-  memset(&r->info, 0, sizeof r->info);
-  rp_rp_rec_free(r);
-  return p;
-}
-
 void rp_point_info_free(rp_point_info *p)
 {
   if (!p)
@@ -595,7 +585,7 @@ int rp_point_get(rp_ctx *ctx, const char *id, rp_point_info **out)
     rp_rp_rec_free(r);
     return -1;
   }
-  *out = take_info(r);
+  *out = rp_rp_rec_take_info(r);
   return 0;
 }
 
@@ -630,7 +620,7 @@ int rp_point_list(rp_ctx *ctx, const char *vs_key, rp_point_info ***out, size_t 
         continue;
       }
       res = rp_xrealloc(res, (cnt + 1) * sizeof *res);
-      res[cnt++] = take_info(rps[k]);
+      res[cnt++] = rp_rp_rec_take_info(rps[k]);
     }
     free(rps);
   }
@@ -759,7 +749,7 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   r->state = rp_xstrdup("ready");
   rp_fill_tracking(ctx, r);
   if (out) {
-    *out = take_info(r);
+    *out = rp_rp_rec_take_info(r);
     r = NULL;
   }
   rc = 0;

@@ -451,6 +451,22 @@ void rp_rp_rec_free(rp_rp_rec *r)
   free(r);
 }
 
+rp_point_info *rp_rp_rec_take_info(rp_rp_rec *r)
+{
+  for (size_t i = 0; i < r->info.n_disks; i++) {
+    free(r->disk_guids[i]);
+    free(r->origin_disks[i]);
+  }
+  free(r->disk_guids);
+  free(r->origin_disks);
+  r->disk_guids = r->origin_disks = NULL;
+  rp_point_info *p = rp_xmalloc(sizeof *p);
+  *p = r->info;
+  memset(&r->info, 0, sizeof r->info);
+  rp_rp_rec_free(r);
+  return p;
+}
+
 void rp_rp_list_free(rp_rp_rec **l, size_t n)
 {
   for (size_t i = 0; i < n; i++)

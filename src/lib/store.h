@@ -42,6 +42,9 @@ int rp_store_rp_set_state(rp_store *st, const char *guid, const char *state);
 int rp_store_rp_set_data(rp_store *st, const char *guid, bool has_data, const char *reason);
 int rp_store_rp_delete(rp_store *st, const char *guid);
 void rp_rp_rec_free(rp_rp_rec *r);
+/* Moves the public part out (caller frees with rp_point_info_free) and
+ * frees the rest of r. */
+rp_point_info *rp_rp_rec_take_info(rp_rp_rec *r);
 void rp_rp_list_free(rp_rp_rec **l, size_t n);
 
 /* Change-tracking epochs of one disk. end_seq -1 = open (recording). */
