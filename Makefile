@@ -3,10 +3,11 @@
 #   make demo     install missing Debian packages, build, run the demo
 #   make test     install missing Debian packages, build, run every test
 #   make bench    benchmarks against qemu-img convert and nbdcopy
-#   make asan     the whole test suite under ASan+UBSan (also part of make test)
+#   make test runs the whole suite twice: against build/ and against an
+#   ASan+UBSan build (build-asan/). make check runs it once, against build/.
 BUILD ?= build
 
-.PHONY: all deps demo test unit integration asan bench clean
+.PHONY: all deps demo test check bench clean
 all: $(BUILD)/build.ninja
 	@ninja -C $(BUILD) >/dev/null
 
@@ -20,13 +21,10 @@ demo: deps all
 	@scripts/demo.sh
 
 test: deps all
-	@tests/run.sh
+	@ASAN=1 tests/run.sh
 
-asan:
-	@scripts/deps.sh
-	@[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
-	@ninja -C build-asan >/dev/null
-	@REFPOINT_BUILD=build-asan tests/run.sh
+check: deps all
+	@tests/run.sh
 
 bench: all
 	@scripts/deps.sh --bench
