@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config meson ninja-build
   qemu-utils libnbd-dev libnbd-bin
-  libsqlite3-dev libjansson-dev libcmocka-dev
+  libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev
   util-linux e2fsprogs
 )
 case "${1:-}" in

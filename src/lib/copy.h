@@ -28,7 +28,7 @@ int rp_src_ranges(rp_src *s, const char *const *bitmaps, size_t n_bitmaps, rp_ra
 typedef struct rp_copy_stats {
   uint64_t data_bytes; /* clusters written as data */
   uint64_t zero_bytes; /* clusters found to read as zeros */
-  unsigned char digest[32];
+  unsigned char digest[16]; /* XXH3-128, canonical (big-endian) */
 } rp_copy_stats;
 
 /* Reads ranges (many requests in flight) and computes the digest.
@@ -37,6 +37,6 @@ typedef struct rp_copy_stats {
 int rp_src_copy(rp_src *s, const rp_range *r, size_t n, rp_qcow2w *w, bool zero_as_flag,
                 rp_job *job, rp_copy_stats *st);
 
-/* "sha256:<hex>" of a digest, static per-thread buffer. */
-const char *rp_digest_hex(const unsigned char d[32]);
+/* "xxh3-128:<hex>" of a digest, static per-thread buffer. */
+const char *rp_digest_hex(const unsigned char d[16]);
 #endif

@@ -484,7 +484,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     json_object_set_new(m, "BaseReferencePointId", jstr(base ? base->info.instance_id : NULL));
     json_object_set_new(m, "ConfigFile", json_string("config.json"));
     json_object_set_new(m, "RuntimeStateFile", json_string("runtime-state.json"));
-    json_object_set_new(m, "ChecksumAlgorithm", json_string("sha256-pieces-1MiB"));
+    json_object_set_new(m, "ChecksumAlgorithm", json_string("xxh3-128-pieces-1MiB"));
     for (size_t j = 0; j < ndj; j++) {
       struct disk_job *dj = &djs[j];
       json_t *e = json_object(), *rg = json_array();

@@ -30,7 +30,13 @@ struct rp_qcow2w {
   uint64_t **l2; /* l1_size pointers, lazily allocated tables (host order) */
   uint64_t next_host; /* next free host cluster index */
   uint64_t data_bytes;
+  uint64_t flushed_to; /* host cluster up to which writeback was started */
 };
+
+/* Start writeback of appended data every KICK bytes, so that the fsync at
+ * the end finds little left to do (the data reaches the disk while the
+ * next data is still being read). */
+#define KICK_CLUSTERS ((32u << 20) / RP_QCOW2_CLUSTER)
 
 static uint64_t div_up(uint64_t a, uint64_t b)
 {
@@ -58,6 +64,7 @@ rp_qcow2w *rp_qcow2w_create(const char *path, uint64_t virtual_size, const char 
     w->l1_size = 1;
   w->l2 = rp_xcalloc(w->l1_size, sizeof(uint64_t *));
   w->next_host = 1;
+  w->flushed_to = 1;
   return w;
 }
 
@@ -96,6 +103,11 @@ int rp_qcow2w_write(rp_qcow2w *w, uint64_t guest_off, const void *buf, size_t n)
   if (pwrite_all(w, buf, (size_t)n * RP_QCOW2_CLUSTER, host << CB) < 0)
     return -1;
   w->next_host += n;
+  if (w->next_host - w->flushed_to >= KICK_CLUSTERS) {
+    sync_file_range(w->fd, (off_t)(w->flushed_to << CB),
+                    (off_t)((w->next_host - w->flushed_to) << CB), SYNC_FILE_RANGE_WRITE);
+    w->flushed_to = w->next_host;
+  }
   for (size_t i = 0; i < n; i++)
     *l2_slot(w, guest_off + (uint64_t)i * RP_QCOW2_CLUSTER) = ((host + i) << CB) | OFLAG_COPIED;
   w->data_bytes += (uint64_t)n * RP_QCOW2_CLUSTER;
