@@ -26,7 +26,9 @@
 static int run_tool(const char *what, const char *path, const char *const argv[], char **out)
 {
   CLEANUP_FREE char *err = NULL;
+  double t0 = rp_monotonic();
   int rc = rp_run(argv, out, &err);
+  rp_trace("%s %s: exit %d, %.1f ms", what, path, rc, (rp_monotonic() - t0) * 1000);
   if (rc == 0)
     return 0;
   if (rc < 0)
@@ -304,6 +306,7 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
     struct timespec ts = {0, 1000 * 1000};
     nanosleep(&ts, NULL);
   }
+  rp_trace("qemu-nbd %s: serving", path);
   *out = s;
   return 0;
 }

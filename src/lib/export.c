@@ -230,6 +230,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     rp_err_prefix("ExportReferencePoint");
     goto out;
   }
+  rp_trace("export: start");
   fd = rp_vs_lock(ctx, vs->name, false, "ExportReferencePoint");
   if (fd < 0)
     goto out;
@@ -397,6 +398,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     for (size_t k = 0; k < dj->n_ranges; k++)
       total += dj->ranges[k].len;
   }
+  rp_trace("export: %zu disk(s) planned, %llu bytes to read", ndj, (unsigned long long)total);
   rp_job_set_total(job, total);
   /* copy */
   for (size_t j = 0; j < ndj; j++) {
@@ -412,6 +414,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
       rp_err_prefix("ExportReferencePoint: disk %s", dj->d->instance_id);
       goto out;
     }
+    rp_trace("export: disk %zu copied", j);
     if (rp_qcow2w_finish(w) < 0) {
       rp_err_prefix("ExportReferencePoint");
       goto out;
@@ -484,7 +487,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     json_object_set_new(m, "BaseReferencePointId", jstr(base ? base->info.instance_id : NULL));
     json_object_set_new(m, "ConfigFile", json_string("config.json"));
     json_object_set_new(m, "RuntimeStateFile", json_string("runtime-state.json"));
-    json_object_set_new(m, "ChecksumAlgorithm", json_string("xxh3-128-pieces-1MiB"));
+    json_object_set_new(m, "ChecksumAlgorithm", json_string("xxh3-128-pieces-256KiB"));
     for (size_t j = 0; j < ndj; j++) {
       struct disk_job *dj = &djs[j];
       json_t *e = json_object(), *rg = json_array();
@@ -513,6 +516,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     if (wr < 0)
       goto out_prefix;
   }
+  rp_trace("export: metadata written");
   rp_fault_point("export-before-rename");
   if (rp_job_check(job) < 0 || rp_fsync_path(tmp) < 0)
     goto out_prefix;
@@ -523,6 +527,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   tmp_made = false;
   if (rp_fsync_path(root) < 0)
     goto out_prefix;
+  rp_trace("export: renamed into place");
   if (out) {
     rp_export_result *res = rp_xcalloc(1, sizeof *res);
     res->export_directory = rp_xstrdup(export_directory);

@@ -62,6 +62,10 @@ void rp_job_set_total(rp_job *job, uint64_t total); /* NULL ok */
 void rp_job_add(rp_job *job, uint64_t bytes);       /* NULL ok */
 int rp_job_check(rp_job *job); /* -1 with CANCELLED set when cancelled */
 
+/* With $REFPOINT_TRACE set, prints "[refpoint +S.mmm] message" to stderr:
+ * where the time of an operation goes (tools run, phases). */
+void rp_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Fault injection for tests (named as such): when $REFPOINT_FAULT_INJECT
  * equals point, the process kills itself with SIGKILL right there, as a
  * crash or kill -9 would. */

@@ -397,3 +397,21 @@ void rp_fault_point(const char *point)
   if (f && !strcmp(f, point))
     raise(SIGKILL);
 }
+
+void rp_trace(const char *fmt, ...)
+{
+  static int on = -1;
+  static double t0;
+  if (on < 0) {
+    on = getenv("REFPOINT_TRACE") != NULL;
+    t0 = rp_monotonic();
+  }
+  if (!on)
+    return;
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "[refpoint +%.3f] %s\n", rp_monotonic() - t0, line);
+}
