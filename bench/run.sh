@@ -53,7 +53,7 @@ R export "$RP1" "$W/keep" >/dev/null
 
 echo "## incremental export: about 1 % of the clusters rewritten"
 N1=$((SIZE / 65536 / 100))
-awk -v n="$N1" -v c=$((SIZE / 65536)) 'BEGIN {srand(7); for (i = 0; i < n; i++) printf "write -q -P %d %d 64k\n", (i % 250) + 1, int(rand() * c) * 65536}' >cmds
+awk -v n="$N1" -v c=$((SIZE / 65536)) 'BEGIN {srand(7); for (i = 0; i < n; i++) printf "write -q -P %d %.0f 64k\n", (i % 250) + 1, int(rand() * c) * 65536}' >cmds
 qemu-io -f qcow2 disk.qcow2 <cmds >/dev/null
 RP2=$(R rp create bench)
 incr() { rm -rf "$W/keep/${RP2#Microsoft:}"; R export "$RP2" "$W/keep" --base "$RP1"; }
