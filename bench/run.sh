@@ -51,15 +51,22 @@ run "nbdcopy qemu-nbd -> raw + fsync" nbdcopy_run
 MEM_FULL=$( { /usr/bin/time -f %M "$RPB" --state-dir "$W/state" --quiet export "$RP1" "$W/exp" >/dev/null; } 2>&1 | tail -n1)
 R export "$RP1" "$W/keep" >/dev/null
 
-echo "## incremental export: about 1 % of the clusters rewritten"
-N1=$((SIZE / 65536 / 100))
-awk -v n="$N1" -v c=$((SIZE / 65536)) 'BEGIN {srand(7); for (i = 0; i < n; i++) printf "write -q -P %d %.0f 64k\n", (i % 250) + 1, int(rand() * c) * 65536}' >cmds
-qemu-io -f qcow2 disk.qcow2 <cmds >/dev/null
-RP2=$(R rp create bench)
-incr() { rm -rf "$W/keep/${RP2#Microsoft:}"; R export "$RP2" "$W/keep" --base "$RP1"; }
-run "refpoint export (incremental, ~1 %)" incr
-MEM_INC=$( { /usr/bin/time -f %M "$RPB" --state-dir "$W/state" --quiet export "$RP2" "$W/exp2" --base "$RP1" >/dev/null; } 2>&1 | tail -n1)
-CH=$(grep -o '"DataBytes": [0-9]*' "$W/exp2/${RP2#Microsoft:}/manifest.json" | awk '{s+=$2} END {print s}')
+echo "## incremental exports: 0.1 %, 1 % and 4 % of the clusters rewritten at random (64 KiB each)"
+PREV=$RP1
+declare -a INC_PCT INC_T INC_MB
+k=0
+for permille in 1 10 40; do
+  N1=$((SIZE / 65536 * permille / 1000))
+  awk -v n="$N1" -v c=$((SIZE / 65536)) -v seed=$((7 + permille)) 'BEGIN {srand(seed); for (i = 0; i < n; i++) printf "write -q -P %d %.0f 64k\n", (i % 250) + 1, int(rand() * c) * 65536}' >cmds
+  qemu-io -f qcow2 disk.qcow2 <cmds >/dev/null
+  CUR=$(R rp create bench)
+  incr() { rm -rf "$W/keep/${CUR#Microsoft:}"; R export "$CUR" "$W/keep" --base "$PREV"; }
+  run "refpoint export (incremental, $permille permille)" incr
+  CH=$(grep -o '"DataBytes": [0-9]*' "$W/keep/${CUR#Microsoft:}/manifest.json" | awk '{s+=$2} END {print s}')
+  INC_PCT[$k]=$permille; INC_T[$k]=${res["refpoint export (incremental, $permille permille)"]}; INC_MB[$k]=$((CH >> 20))
+  MEM_INC=$( { /usr/bin/time -f %M "$RPB" --state-dir "$W/state" --quiet export "$CUR" "$W/mem$k" --base "$PREV" >/dev/null; } 2>&1 | tail -n1)
+  PREV=$CUR; k=$((k + 1))
+done
 
 echo "## results"
 f=${res["refpoint export (full)"]}
@@ -67,7 +74,12 @@ printf 'full: refpoint %.3f s = %.0f MiB/s of data\n' "$f" "$(echo "$DATA / 1048
 printf '  ratio to qemu-img convert -W -m 16 + fsync:  %.2f (below 1 = refpoint faster)\n' "$(echo "$f / ${res["qemu-img convert -W -m 16 + fsync"]}" | bc -l)"
 printf '  ratio to qemu-img convert -W -m 16 (no fsync): %.2f\n' "$(echo "$f / ${res["qemu-img convert -W -m 16 (no fsync)"]}" | bc -l)"
 printf '  ratio to nbdcopy + fsync:                      %.2f\n' "$(echo "$f / ${res["nbdcopy qemu-nbd -> raw + fsync"]}" | bc -l)"
-i=${res["refpoint export (incremental, ~1 %)"]}
-printf 'incremental: %.3f s for %d MiB changed = %.1f %% of the full export time\n' "$i" "$((CH >> 20))" "$(echo "100 * $i / $f" | bc -l)"
+for k in 0 1 2; do
+  printf 'incremental %4.1f %%: %.3f s for %4d MiB changed = %5.1f %% of the full export time\n' \
+    "$(echo "${INC_PCT[$k]} / 10" | bc -l)" "${INC_T[$k]}" "${INC_MB[$k]}" "$(echo "100 * ${INC_T[$k]} / $f" | bc -l)"
+done
+slope=$(echo "(${INC_T[2]} - ${INC_T[0]}) / (${INC_MB[2]} - ${INC_MB[0]})" | bc -l)
+printf 'incremental cost: %.2f ms per changed MiB (scattered 64 KiB clusters) + %.0f ms fixed\n' \
+  "$(echo "$slope * 1000" | bc -l)" "$(echo "(${INC_T[0]} - $slope * ${INC_MB[0]}) * 1000" | bc -l)"
 printf 'peak RSS: full export %d KiB, incremental %d KiB\n' "$MEM_FULL" "$MEM_INC"
 cd /; rm -rf "$W"

@@ -45,7 +45,9 @@ static json_t *point_json(const rp_point_info *p)
   return o;
 }
 
-/* Writes a JSON document to dir/name and fsyncs it. */
+/* Writes a JSON document to dir/name (not yet durable: the caller fsyncs
+ * all metadata files together, which costs one journal commit, not one
+ * per file). */
 static int write_json(const char *dir, const char *name, json_t *doc)
 {
   CLEANUP_FREE char *path = rp_xasprintf("%s/%s", dir, name);
@@ -58,8 +60,7 @@ static int write_json(const char *dir, const char *name, json_t *doc)
     return rp_err_set(rp_err_from_errno(errno), errno, "create %s", path);
   }
   size_t len = strlen(txt);
-  int ok = fwrite(txt, 1, len, f) == len && fputc('\n', f) != EOF && fflush(f) == 0 &&
-           fsync(fileno(f)) == 0;
+  int ok = fwrite(txt, 1, len, f) == len && fputc('\n', f) != EOF && fflush(f) == 0;
   int e = errno;
   free(txt);
   if (fclose(f) != 0 && ok) {
@@ -518,7 +519,17 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   }
   rp_trace("export: metadata written");
   rp_fault_point("export-before-rename");
-  if (rp_job_check(job) < 0 || rp_fsync_path(tmp) < 0)
+  if (rp_job_check(job) < 0)
+    goto out_prefix;
+  {
+    static const char *const meta[] = {"config.json", "runtime-state.json", "manifest.json"};
+    for (size_t k = 0; k < 3; k++) {
+      CLEANUP_FREE char *p = rp_xasprintf("%s/%s", tmp, meta[k]);
+      if (rp_fsync_path(p) < 0)
+        goto out_prefix;
+    }
+  }
+  if (rp_fsync_path(tmp) < 0)
     goto out_prefix;
   if (rename(tmp, final) < 0) {
     rp_err_set(rp_err_from_errno(errno), errno, "rename %s", final);
