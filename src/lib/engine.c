@@ -213,6 +213,7 @@ void rp_engine_nbd_stop(rp_nbd_server *s)
   }
   if (s->dir)
     rp_rm_rf(s->dir);
+  free(s->path);
   free(s->dir);
   free(s->sock);
   free(s);
@@ -221,7 +222,7 @@ void rp_engine_nbd_stop(rp_nbd_server *s)
 /* qemu-nbd runs as our child, not daemonized, with PR_SET_PDEATHSIG: if
  * this process dies (even by SIGKILL) the kernel kills the server, so it
  * can never linger holding the image lock. Ready = the socket accepts. */
-int rp_engine_nbd_start(const char *path, const char *snapshot, const char *const *bitmaps,
+int rp_engine_nbd_spawn(const char *path, const char *snapshot, const char *const *bitmaps,
                         size_t n_bitmaps, bool no_backing, rp_nbd_server **out)
 {
   struct stat st;
@@ -279,6 +280,16 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
     return rp_err_set(RP_E_FAILED, fork_errno, "qemu-nbd %s: cannot start", path);
   }
   s->pid = pid;
+  s->path = rp_xstrdup(path);
+  *out = s;
+  return 0;
+}
+
+int rp_engine_nbd_ready(rp_nbd_server *s)
+{
+  const char *path = s->path;
+  pid_t pid = s->pid;
+  CLEANUP_FREE char *errf = rp_xasprintf("%s/err", s->dir);
   /* wait until the socket is there and accepts, or the child exits */
   for (int i = 0; i < 10000; i++) {
     int status;
@@ -289,7 +300,6 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
       rp_errcode code = strstr(m, "lock") ? RP_E_IN_USE
                         : (WIFEXITED(status) && WEXITSTATUS(status) == 127) ? RP_E_NOT_AVAILABLE
                                                                               : RP_E_FAILED;
-      rp_engine_nbd_stop(s);
       return rp_err_set(code, 0, "qemu-nbd %s: %s", path,
                         *m ? m : "exited before serving (is qemu-utils installed?)");
     }
@@ -307,6 +317,19 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
     nanosleep(&ts, NULL);
   }
   rp_trace("qemu-nbd %s: serving", path);
+  return 0;
+}
+
+int rp_engine_nbd_start(const char *path, const char *snapshot, const char *const *bitmaps,
+                        size_t n_bitmaps, bool no_backing, rp_nbd_server **out)
+{
+  rp_nbd_server *s;
+  if (rp_engine_nbd_spawn(path, snapshot, bitmaps, n_bitmaps, no_backing, &s) < 0)
+    return -1;
+  if (rp_engine_nbd_ready(s) < 0) {
+    rp_engine_nbd_stop(s);
+    return -1;
+  }
   *out = s;
   return 0;
 }

@@ -47,6 +47,7 @@ typedef struct rp_nbd_server {
   pid_t pid;
   char *dir;  /* private temp dir holding the socket and pid file */
   char *sock; /* socket path */
+  char *path; /* the image */
 } rp_nbd_server;
 
 /* snapshot: NULL for the active layer. bitmaps: exported as
@@ -54,6 +55,12 @@ typedef struct rp_nbd_server {
 int rp_engine_nbd_start(const char *path, const char *snapshot, const char *const *bitmaps,
                         size_t n_bitmaps, bool no_backing, rp_nbd_server **out);
 void rp_engine_nbd_stop(rp_nbd_server *s); /* kills and reaps; NULL ok */
+/* The two halves of rp_engine_nbd_start, so that the server's start-up can
+ * overlap other work: spawn returns at once; ready waits until the socket
+ * accepts (or fails with the server's message; the caller still stops s). */
+int rp_engine_nbd_spawn(const char *path, const char *snapshot, const char *const *bitmaps,
+                        size_t n_bitmaps, bool no_backing, rp_nbd_server **out);
+int rp_engine_nbd_ready(rp_nbd_server *s);
 
 /* qemu-img convert of a chain given as files (oldest first) to a qcow2 at
  * out_path, without relying on the files' own backing links. */

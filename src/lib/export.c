@@ -196,6 +196,113 @@ static void disk_job_clear(struct disk_job *dj)
   free(dj->base_disk_id);
 }
 
+/* Checks an export request against the store and plans it: the RP, its
+ * base, the disks and, for an incremental, the epoch bitmaps to union.
+ * Run once before reconciliation (to start the servers early) and once
+ * after (authoritative). On failure the error is set and nothing is kept. */
+static int plan_export(rp_ctx *ctx, const char *id, const char *g, const rp_vs_info *vs,
+                       const rp_export_opts *opts, rp_rp_rec **r_out, rp_rp_rec **base_out,
+                       struct disk_job **djs_out, size_t *ndj_out)
+{
+  rp_rp_rec *r = NULL, *base = NULL;
+  struct disk_job *djs = NULL;
+  size_t ndj = 0;
+  if (rp_store_rp_get(ctx->st, g, &r) < 0 || strcmp(r->state, "ready")) {
+    rp_err_set(RP_E_NOT_FOUND, 0, "ExportReferencePoint: reference point '%s' not found", id);
+    goto fail;
+  }
+  if (!r->info.has_associated_data) {
+    rp_err_set(RP_E_NO_DATA, 0, "ExportReferencePoint: %s has no associated data (%s)",
+               r->info.instance_id, r->info.data_reason ? r->info.data_reason : "released");
+    goto fail;
+  }
+  /* the base */
+  if (opts->base_rp && *opts->base_rp) {
+    char bg[37];
+    if (rp_parse_rp_id(opts->base_rp, bg) < 0 || rp_store_rp_get(ctx->st, bg, &base) < 0 ||
+        strcmp(base->state, "ready")) {
+      rp_err_set(RP_E_NOT_FOUND, 0, "ExportReferencePoint: base reference point '%s' not found",
+                 opts->base_rp);
+      goto fail;
+    }
+    if (strcmp(base->info.virtual_system_identifier, vs->name)) {
+      rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                 "ExportReferencePoint: base %s belongs to another virtual system",
+                 base->info.instance_id);
+      goto fail;
+    }
+    if (base->info.sequence >= r->info.sequence) {
+      rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                 "ExportReferencePoint: base %s is not older than %s", base->info.instance_id,
+                 r->info.instance_id);
+      goto fail;
+    }
+  }
+  /* which disks */
+  djs = rp_xcalloc(r->info.n_disks, sizeof *djs);
+  for (size_t i = 0; i < r->info.n_disks; i++) {
+    bool want = opts->n_disks == 0;
+    for (size_t k = 0; k < opts->n_disks; k++) {
+      char dg[37];
+      if (rp_parse_disk_id(opts->disks[k], dg) == 0 && !strcmp(dg, r->disk_guids[i]))
+        want = true;
+    }
+    if (!want)
+      continue;
+    struct disk_job *dj = &djs[ndj++];
+    dj->rp_idx = i;
+    dj->d = rp_vs_disk(vs, r->disk_guids[i], NULL);
+    if (!dj->d) {
+      rp_err_set(RP_E_DISK_CHANGED, 0, "ExportReferencePoint: disk %s is no longer part of %s",
+                 r->info.virtual_disk_identifiers[i], vs->element_name);
+      goto fail;
+    }
+    dj->file = rp_xasprintf("disk-%s.qcow2", r->disk_guids[i]);
+  }
+  for (size_t k = 0; k < opts->n_disks; k++) {
+    char dg[37];
+    bool found = false;
+    if (rp_parse_disk_id(opts->disks[k], dg) == 0)
+      for (size_t i = 0; i < r->info.n_disks; i++)
+        found |= !strcmp(dg, r->disk_guids[i]);
+    if (!found) {
+      rp_err_set(RP_E_NOT_FOUND, 0,
+                 "ExportReferencePoint: disk '%s' is not a disk of reference point %s",
+                 opts->disks[k], r->info.instance_id);
+      goto fail;
+    }
+  }
+  if (base)
+    for (size_t j = 0; j < ndj; j++) {
+      bool has = false;
+      for (size_t i = 0; i < base->info.n_disks; i++)
+        has |= !strcmp(base->disk_guids[i], r->disk_guids[djs[j].rp_idx]);
+      if (!has) {
+        rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                   "ExportReferencePoint: base %s does not cover disk %s",
+                   base->info.instance_id, djs[j].d->instance_id);
+        goto fail;
+      }
+      if (collect_epochs(ctx, djs[j].d, base->info.sequence, r->info.sequence,
+                         base->info.instance_id, &djs[j]) < 0) {
+        rp_err_prefix("ExportReferencePoint");
+        goto fail;
+      }
+    }
+  *r_out = r;
+  *base_out = base;
+  *djs_out = djs;
+  *ndj_out = ndj;
+  return 0;
+fail:
+  for (size_t j = 0; j < ndj; j++)
+    disk_job_clear(&djs[j]);
+  free(djs);
+  rp_rp_rec_free(r);
+  rp_rp_rec_free(base);
+  return -1;
+}
+
 int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
               const rp_export_opts *opts, rp_job *job, rp_export_result **out)
 {
@@ -211,7 +318,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
                       export_directory ? export_directory : "");
   if (strlen(export_directory) > 3000)
     return rp_err_set(RP_E_INVALID_PARAMETER, 0, "ExportReferencePoint: ExportDirectory too long");
-  rp_rp_rec *r = NULL, *base = NULL;
+  rp_rp_rec *r = NULL, *r2 = NULL, *base = NULL;
   rp_vs_info *vs = NULL;
   struct disk_job *djs = NULL;
   size_t ndj = 0;
@@ -235,94 +342,46 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   fd = rp_vs_lock(ctx, vs->name, false, "ExportReferencePoint");
   if (fd < 0)
     goto out;
-  if (rp_reconcile(ctx, vs, RECON_STRICT, NULL) < 0) {
+  /* plan from the store and start the qemu-nbd servers, so that their
+   * start-up overlaps reconciliation; then reconcile and plan again */
+  rp_rp_rec *pr = NULL, *pb = NULL;
+  struct disk_job *pre = NULL;
+  size_t npre = 0;
+  if (plan_export(ctx, id, g, vs, opts, &pr, &pb, &pre, &npre) == 0) {
+    for (size_t j = 0; j < npre; j++) {
+      CLEANUP_FREE char *sn = rp_snapshot_name(pr->info.guid);
+      if (rp_engine_nbd_spawn(pre[j].d->path, sn, (const char *const *)pre[j].bitmaps,
+                              pre[j].n_bitmaps, false, &pre[j].srv) < 0)
+        pre[j].srv = NULL;
+    }
+  }
+  rp_err_clear();
+  int rec = rp_reconcile(ctx, vs, RECON_STRICT, NULL);
+  if (rec == 0)
+    rec = plan_export(ctx, id, g, vs, opts, &r2, &base, &djs, &ndj);
+  else
     rp_err_prefix("ExportReferencePoint");
-    goto out;
+  /* hand the early servers over where the plan did not change */
+  for (size_t j = 0; j < npre; j++) {
+    for (size_t k = 0; rec == 0 && k < ndj && pre[j].srv; k++) {
+      bool same = djs[k].d == NULL || pre[j].d == NULL ? false : !strcmp(djs[k].d->guid, pre[j].d->guid);
+      same = same && !djs[k].srv && djs[k].n_bitmaps == pre[j].n_bitmaps;
+      for (size_t b = 0; same && b < djs[k].n_bitmaps; b++)
+        same = !strcmp(djs[k].bitmaps[b], pre[j].bitmaps[b]);
+      if (same) {
+        djs[k].srv = pre[j].srv;
+        pre[j].srv = NULL;
+      }
+    }
+    disk_job_clear(&pre[j]);
   }
+  free(pre);
+  rp_rp_rec_free(pr);
+  rp_rp_rec_free(pb);
+  if (rec < 0)
+    goto out;
   rp_rp_rec_free(r);
-  r = NULL;
-  if (rp_store_rp_get(ctx->st, g, &r) < 0 || strcmp(r->state, "ready")) {
-    rp_err_set(RP_E_NOT_FOUND, 0, "ExportReferencePoint: reference point '%s' not found", id);
-    goto out;
-  }
-  if (!r->info.has_associated_data) {
-    rp_err_set(RP_E_NO_DATA, 0, "ExportReferencePoint: %s has no associated data (%s)",
-               r->info.instance_id, r->info.data_reason ? r->info.data_reason : "released");
-    goto out;
-  }
-  /* the base */
-  if (opts->base_rp && *opts->base_rp) {
-    char bg[37];
-    if (rp_parse_rp_id(opts->base_rp, bg) < 0 || rp_store_rp_get(ctx->st, bg, &base) < 0 ||
-        strcmp(base->state, "ready")) {
-      rp_err_set(RP_E_NOT_FOUND, 0, "ExportReferencePoint: base reference point '%s' not found",
-                 opts->base_rp);
-      goto out;
-    }
-    if (strcmp(base->info.virtual_system_identifier, vs->name)) {
-      rp_err_set(RP_E_INVALID_PARAMETER, 0,
-                 "ExportReferencePoint: base %s belongs to another virtual system",
-                 base->info.instance_id);
-      goto out;
-    }
-    if (base->info.sequence >= r->info.sequence) {
-      rp_err_set(RP_E_INVALID_PARAMETER, 0,
-                 "ExportReferencePoint: base %s is not older than %s", base->info.instance_id,
-                 r->info.instance_id);
-      goto out;
-    }
-  }
-  /* which disks */
-  djs = rp_xcalloc(r->info.n_disks, sizeof *djs);
-  for (size_t i = 0; i < r->info.n_disks; i++) {
-    bool want = opts->n_disks == 0;
-    for (size_t k = 0; k < opts->n_disks; k++) {
-      char dg[37];
-      if (rp_parse_disk_id(opts->disks[k], dg) == 0 && !strcmp(dg, r->disk_guids[i]))
-        want = true;
-    }
-    if (!want)
-      continue;
-    struct disk_job *dj = &djs[ndj++];
-    dj->rp_idx = i;
-    dj->d = rp_vs_disk(vs, r->disk_guids[i], NULL);
-    if (!dj->d) {
-      rp_err_set(RP_E_DISK_CHANGED, 0, "ExportReferencePoint: disk %s is no longer part of %s",
-                 r->info.virtual_disk_identifiers[i], vs->element_name);
-      goto out;
-    }
-    dj->file = rp_xasprintf("disk-%s.qcow2", r->disk_guids[i]);
-  }
-  for (size_t k = 0; k < opts->n_disks; k++) {
-    char dg[37];
-    bool found = false;
-    if (rp_parse_disk_id(opts->disks[k], dg) == 0)
-      for (size_t i = 0; i < r->info.n_disks; i++)
-        found |= !strcmp(dg, r->disk_guids[i]);
-    if (!found) {
-      rp_err_set(RP_E_NOT_FOUND, 0,
-                 "ExportReferencePoint: disk '%s' is not a disk of reference point %s",
-                 opts->disks[k], r->info.instance_id);
-      goto out;
-    }
-  }
-  if (base)
-    for (size_t j = 0; j < ndj; j++) {
-      bool has = false;
-      for (size_t i = 0; i < base->info.n_disks; i++)
-        has |= !strcmp(base->disk_guids[i], r->disk_guids[djs[j].rp_idx]);
-      if (!has) {
-        rp_err_set(RP_E_INVALID_PARAMETER, 0,
-                   "ExportReferencePoint: base %s does not cover disk %s",
-                   base->info.instance_id, djs[j].d->instance_id);
-        goto out;
-      }
-      if (collect_epochs(ctx, djs[j].d, base->info.sequence, r->info.sequence,
-                         base->info.instance_id, &djs[j]) < 0) {
-        rp_err_prefix("ExportReferencePoint");
-        goto out;
-      }
-    }
+  r = r2;
   /* the destination */
   root = rp_abspath(export_directory);
   if (rp_mkdir_p(root, 0755) < 0) {
@@ -383,8 +442,9 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   snap = rp_snapshot_name(r->info.guid);
   for (size_t j = 0; j < ndj; j++) {
     struct disk_job *dj = &djs[j];
-    if (rp_engine_nbd_start(dj->d->path, snap, (const char *const *)dj->bitmaps, dj->n_bitmaps,
-                            false, &dj->srv) < 0 ||
+    if ((!dj->srv && rp_engine_nbd_spawn(dj->d->path, snap, (const char *const *)dj->bitmaps,
+                                         dj->n_bitmaps, false, &dj->srv) < 0) ||
+        rp_engine_nbd_ready(dj->srv) < 0 ||
         rp_src_open(dj->srv->sock, (const char *const *)dj->bitmaps, dj->n_bitmaps, &dj->src) < 0 ||
         rp_src_ranges(dj->src, base ? (const char *const *)dj->bitmaps : NULL, dj->n_bitmaps,
                       &dj->ranges, &dj->n_ranges) < 0) {
