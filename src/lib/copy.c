@@ -197,7 +197,8 @@ int rp_src_ranges(rp_src *s, const char *const *bitmaps, size_t n_bitmaps, rp_ra
     free(w.r);
   }
   /* sort and merge the union of all passes */
-  qsort(all.r, all.n, sizeof *all.r, cmp_range);
+  if (all.n)
+    qsort(all.r, all.n, sizeof *all.r, cmp_range);
   size_t m = 0;
   for (size_t i = 0; i < all.n; i++) {
     if (m && all.r[m - 1].off + all.r[m - 1].len >= all.r[i].off) {
