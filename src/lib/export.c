@@ -1066,36 +1066,13 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
         rp_engine_bitmap_add(vs->disks[k].path, pi->rct_identifiers[i], true) < 0)
       goto out_prefix;
   }
-  if (rp_store_begin(ctx->st) < 0)
-    goto out_prefix;
-  for (size_t i = 0; i < nd; i++) {
-    rp_epoch *ep;
-    size_t nep;
-    if (rp_store_epochs(ctx->st, r->disk_guids[i], &ep, &nep) < 0)
-      goto tx_fail;
-    for (size_t e = 0; e < nep; e++)
-      if (ep[e].end_seq < 0) {
-        /* the disks were replaced by the imported content: what the open
-         * epoch recorded says nothing about the change to it */
-        ep[e].end_seq = pi->sequence;
-        if (ep[e].valid) {
-          ep[e].valid = false;
-          free(ep[e].reason);
-          ep[e].reason = rp_xasprintf("disk content was replaced by the import of %s", iid);
-        }
-        if (rp_store_epoch_update(ctx->st, &ep[e]) < 0) {
-          rp_epochs_free(ep, nep);
-          goto tx_fail;
-        }
-      }
-    rp_epochs_free(ep, nep);
-    rp_epoch ne = {.bitmap = pi->rct_identifiers[i], .disk = r->disk_guids[i],
-                   .start_seq = pi->sequence, .end_seq = -1, .valid = true};
-    if (rp_store_epoch_insert(ctx->st, &ne) < 0)
-      goto tx_fail;
+  {
+    /* the disks were replaced by the imported content: what the open
+     * epochs recorded says nothing about the change to it */
+    CLEANUP_FREE char *why = rp_xasprintf("disk content was replaced by the import of %s", iid);
+    if (rp_commit_new_point(ctx, r, why) < 0)
+      goto out_prefix;
   }
-  if (rp_store_rp_set_state(ctx->st, g, "ready") < 0 || rp_store_commit(ctx->st) < 0)
-    goto tx_fail;
   free(r->state);
   r->state = rp_xstrdup("ready");
   rp_fill_tracking(ctx, r);
@@ -1105,8 +1082,6 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
   }
   rc = 0;
   goto out;
-tx_fail:
-  rp_store_rollback(ctx->st);
 out_prefix:
   rp_err_prefix("ImportReferencePointMetadata");
 out:

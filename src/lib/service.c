@@ -634,6 +634,42 @@ int rp_point_list(rp_ctx *ctx, const char *vs_key, rp_point_info ***out, size_t 
   return 0;
 }
 
+int rp_commit_new_point(rp_ctx *ctx, rp_rp_rec *r, const char *invalidate)
+{
+  const rp_point_info *p = &r->info;
+  if (rp_store_begin(ctx->st) < 0)
+    return -1;
+  for (size_t i = 0; i < p->n_disks; i++) {
+    rp_epoch *ep;
+    size_t nep;
+    if (rp_store_epochs(ctx->st, r->disk_guids[i], &ep, &nep) < 0)
+      goto fail;
+    int rc = 0;
+    for (size_t k = 0; k < nep && rc == 0; k++) {
+      if (ep[k].end_seq >= 0)
+        continue;
+      ep[k].end_seq = p->sequence;
+      if (invalidate && ep[k].valid) {
+        ep[k].valid = false;
+        free(ep[k].reason);
+        ep[k].reason = rp_xstrdup(invalidate);
+      }
+      rc = rp_store_epoch_update(ctx->st, &ep[k]);
+    }
+    rp_epochs_free(ep, nep);
+    rp_epoch ne = {.bitmap = p->rct_identifiers[i], .disk = r->disk_guids[i],
+                   .start_seq = p->sequence, .end_seq = -1, .valid = true};
+    if (rc < 0 || rp_store_epoch_insert(ctx->st, &ne) < 0)
+      goto fail;
+  }
+  if (rp_store_rp_set_state(ctx->st, p->guid, "ready") < 0 || rp_store_commit(ctx->st) < 0)
+    goto fail;
+  return 0;
+fail:
+  rp_store_rollback(ctx->st);
+  return -1;
+}
+
 int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t consistency,
                     rp_job *job, rp_point_info **out)
 {
@@ -722,29 +758,8 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
     rp_fault_point(i == 0 ? "create-after-first-disk" : "create-after-disk");
   }
   /* 3. commit */
-  if (rp_store_begin(ctx->st) < 0)
+  if (rp_commit_new_point(ctx, r, NULL) < 0)
     goto out;
-  for (size_t i = 0; i < vs->n_disks; i++) {
-    rp_epoch *ep;
-    size_t nep;
-    if (rp_store_epochs(ctx->st, vs->disks[i].guid, &ep, &nep) < 0)
-      goto tx_fail;
-    for (size_t k = 0; k < nep; k++)
-      if (ep[k].end_seq < 0) {
-        ep[k].end_seq = p->sequence;
-        if (rp_store_epoch_update(ctx->st, &ep[k]) < 0) {
-          rp_epochs_free(ep, nep);
-          goto tx_fail;
-        }
-      }
-    rp_epochs_free(ep, nep);
-    rp_epoch ne = {.bitmap = p->rct_identifiers[i], .disk = vs->disks[i].guid,
-                   .start_seq = p->sequence, .end_seq = -1, .valid = true};
-    if (rp_store_epoch_insert(ctx->st, &ne) < 0)
-      goto tx_fail;
-  }
-  if (rp_store_rp_set_state(ctx->st, g, "ready") < 0 || rp_store_commit(ctx->st) < 0)
-    goto tx_fail;
   free(r->state);
   r->state = rp_xstrdup("ready");
   rp_fill_tracking(ctx, r);
@@ -754,8 +769,6 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   }
   rc = 0;
   goto out;
-tx_fail:
-  rp_store_rollback(ctx->st);
 out:
   if (rc < 0 && row) {
     /* undo in reverse; keep the first error */

@@ -35,4 +35,8 @@ char *rp_snapshot_name(const char *rp_guid); /* refpoint-rp-<guid> */
 int rp_undo_disk(const char *path, const char *snap, const char *bitmap, const char *prev);
 /* The disk of vs with that GUID (its index in *idx), or NULL. */
 const rp_disk_info *rp_vs_disk(const rp_vs_info *vs, const char *guid, size_t *idx);
+/* The commit step of Create and Import: in one transaction, close each
+ * disk's open epoch at r's sequence (marked invalid with the reason
+ * `invalidate` unless NULL), open r's new epochs, mark r ready. */
+int rp_commit_new_point(rp_ctx *ctx, rp_rp_rec *r, const char *invalidate);
 #endif
