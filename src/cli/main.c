@@ -3,6 +3,7 @@
  * library in-process and prints text or, with --json, one JSON object. */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -282,6 +283,26 @@ static int cmd_rp(const cli_opts *o, int argc, char **argv)
   return rc;
 }
 
+/* Ctrl-C or SIGTERM during a long operation cancels it cleanly: the
+ * library stops at the next piece and removes what it had written. */
+static rp_job *volatile running_job;
+static void on_signal(int sig)
+{
+  (void)sig;
+  if (running_job)
+    rp_job_cancel(running_job);
+}
+
+static void catch_signals(rp_job *job)
+{
+  running_job = job;
+  struct sigaction sa = {0};
+  sa.sa_handler = job ? on_signal : SIG_DFL;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 static int cmd_export(const cli_opts *o, int argc, char **argv)
 {
   args a = {0};
@@ -299,7 +320,10 @@ static int cmd_export(const cli_opts *o, int argc, char **argv)
   rp_export_opts eo = {.base_rp = base, .disks = a.vals, .n_disks = (size_t)a.nvals};
   rp_export_result *r;
   int rc = 0;
-  if (rp_export(ctx, a.pos[0], a.pos[1], &eo, job, &r) < 0) {
+  catch_signals(job);
+  int er = rp_export(ctx, a.pos[0], a.pos[1], &eo, job, &r);
+  catch_signals(NULL);
+  if (er < 0) {
     if (ps.shown)
       fputc('\n', stderr);
     rc = cli_fail(o, "ExportReferencePoint", false);

@@ -73,3 +73,29 @@ rp rp destroy "$R1"
 rpj vm remove "my vm" | grep -q '"ReturnValue": 0' || fail "vm remove --json"
 expect_fail 32773 "not found" rp vm show "my vm"
 ok "vm remove after its reference points are gone"
+
+# SIGINT (Ctrl-C) and SIGTERM cancel a running export cleanly
+mkdisk big $((512 * 1024 * 1024))
+qemu-io -f qcow2 -c "write -q -P 0x33 0 400M" big.qcow2 >/dev/null
+rp vm add bigvm --disk big.qcow2 >/dev/null
+RB=$(rp rp create bigvm)
+for sig in INT TERM; do
+  "$BUILD/refpoint" --state-dir "$STATE" export "$RB" "$T/cancel" >/dev/null 2>"$T/cerr" & pid=$!
+  sleep 0.25; kill -$sig $pid
+  set +e; wait $pid; rc=$?; set -e
+  if [ $rc -eq 0 ]; then
+    echo "note: export finished before SIG$sig arrived"; rm -rf "$T/cancel"; continue
+  fi
+  [ $rc -eq 1 ] || fail "SIG$sig: exit $rc, want 1"
+  grep -q "cancelled" "$T/cerr" || fail "SIG$sig: $(cat "$T/cerr")"
+  [ -z "$(ls -A "$T/cancel" 2>/dev/null)" ] || fail "SIG$sig left $(ls -A "$T/cancel")"
+done
+ok "SIGINT/SIGTERM cancel an export and leave nothing"
+
+# a progress bar on a terminal (script(1) gives the command a tty)
+if command -v script >/dev/null; then
+  script -qec "$BUILD/refpoint --state-dir $STATE export $RB $T/tty" /dev/null >"$T/tty.out" 2>&1 || fail "export on a tty"
+  grep -q "100%" "$T/tty.out" || fail "no progress bar on a terminal: $(head -c 300 "$T/tty.out")"
+  grep -q "ETA" "$T/tty.out" || fail "no ETA"
+  ok "progress bar with rate and ETA on a terminal"
+fi
