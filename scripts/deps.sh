@@ -7,11 +7,12 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config meson ninja-build
   qemu-utils libnbd-dev libnbd-bin
-  libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev
+  libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev libxml2-dev
   util-linux e2fsprogs
 )
 case "${1:-}" in
-  --bench) PKGS+=(hyperfine time) ;;
+  --bench) PKGS+=(time) ;;
+  --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
 esac
 
 missing=()
