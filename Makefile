@@ -3,11 +3,12 @@
 #   make demo     install missing Debian packages, build, run the demo
 #   make test     install missing Debian packages, build, run every test
 #   make bench    benchmarks against qemu-img convert and nbdcopy
+#   make fuzz     libFuzzer on the CIM parsers (FUZZ_SECONDS each, default 60)
 #   make test runs the whole suite twice: against build/ and against an
 #   ASan+UBSan build (build-asan/). make check runs it once, against build/.
 BUILD ?= build
 
-.PHONY: all deps demo test check bench clean
+.PHONY: all deps demo test check bench fuzz clean
 all: $(BUILD)/build.ninja
 	@ninja -C $(BUILD) >/dev/null
 
@@ -30,5 +31,8 @@ bench: all
 	@scripts/deps.sh --bench
 	@bench/run.sh
 
+fuzz:
+	@scripts/fuzz.sh
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -39,7 +39,10 @@ suite() { # build-dir label-prefix
     [ -f "$t" ] && [ -x "$t" ] || continue
     local n; n=$(basename "$t")
     want "$n" || continue
-    run_one "$pre$n" "$t"
+    case $n in
+      test_fuzz_replay_*) run_one "$pre$n" "$t" "tests/fuzz/corpus/${n#test_fuzz_replay_}" ;;
+      *) run_one "$pre$n" "$t" ;;
+    esac
   done
   for t in tests/integration/t_*.sh; do
     local n; n=$(basename "$t" .sh)

@@ -146,7 +146,7 @@ static char *ref_text(xmlNode *vr, int depth)
       char *kn = attr(k, "NAME");
       char *kv = NULL;
       for (xmlNode *v = k->children; v; v = v->next)
-        if (is(v, "KEYVALUE"))
+        if (is(v, "KEYVALUE") && !kv) /* the first one counts */
           kv = text_of(v);
       if (kn && kv && valid_name(kn)) {
         size_t need = o + strlen(kn) + 2 * strlen(kv) + 8;
