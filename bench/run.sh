@@ -43,11 +43,22 @@ nbdcopy_run() {
   nbdcopy "nbd+unix:///?socket=$W/n.sock" out.raw
   sync -f out.raw
 }
+# the other write path for qcow2 output: a writable qemu-nbd as the
+# destination (what refpoint would do without its own qcow2 writer)
+nbd_qcow2_run() {
+  qemu-nbd -r -f qcow2 -l "snapshot.name=$SNAP" --socket="$W/n.sock" --fork --pid-file="$W/n.pid" disk.qcow2
+  qemu-img create -q -f qcow2 out.qcow2 "$SIZE"
+  qemu-nbd -f qcow2 --socket="$W/d.sock" --fork --pid-file="$W/d.pid" out.qcow2
+  nbdcopy --destination-is-zero "nbd+unix:///?socket=$W/n.sock" "nbd+unix:///?socket=$W/d.sock"
+  kill "$(cat "$W/d.pid")"; while kill -0 "$(cat "$W/d.pid")" 2>/dev/null; do sleep 0.01; done
+  sync -f out.qcow2
+}
 echo "## full export of RP1 (all contenders fsync their output)"
 run "refpoint export (full)" R export "$RP1" "$W/exp"
 run "qemu-img convert -W -m 16 + fsync" sh -c "qemu-img convert -W -m 16 -l snapshot.name=$SNAP -O qcow2 disk.qcow2 out.qcow2 && sync -f out.qcow2"
 run "qemu-img convert -W -m 16 (no fsync)" qemu-img convert -W -m 16 -l "snapshot.name=$SNAP" -O qcow2 disk.qcow2 out.qcow2
 run "nbdcopy qemu-nbd -> raw + fsync" nbdcopy_run
+run "nbdcopy -> qcow2 via writable qemu-nbd + fsync" nbd_qcow2_run
 MEM_FULL=$( { /usr/bin/time -f %M "$RPB" --state-dir "$W/state" --quiet export "$RP1" "$W/exp" >/dev/null; } 2>&1 | tail -n1)
 R export "$RP1" "$W/keep" >/dev/null
 
@@ -74,6 +85,7 @@ printf 'full: refpoint %.3f s = %.0f MiB/s of data\n' "$f" "$(echo "$DATA / 1048
 printf '  ratio to qemu-img convert -W -m 16 + fsync:  %.2f (below 1 = refpoint faster)\n' "$(echo "$f / ${res["qemu-img convert -W -m 16 + fsync"]}" | bc -l)"
 printf '  ratio to qemu-img convert -W -m 16 (no fsync): %.2f\n' "$(echo "$f / ${res["qemu-img convert -W -m 16 (no fsync)"]}" | bc -l)"
 printf '  ratio to nbdcopy + fsync:                      %.2f\n' "$(echo "$f / ${res["nbdcopy qemu-nbd -> raw + fsync"]}" | bc -l)"
+printf '  ratio to qcow2 through a writable qemu-nbd:    %.2f (the write path refpoint did not take)\n' "$(echo "$f / ${res["nbdcopy -> qcow2 via writable qemu-nbd + fsync"]}" | bc -l)"
 for k in 0 1 2; do
   printf 'incremental %4.1f %%: %.3f s for %4d MiB changed = %5.1f %% of the full export time\n' \
     "$(echo "${INC_PCT[$k]} / 10" | bc -l)" "${INC_T[$k]}" "${INC_MB[$k]}" "$(echo "100 * ${INC_T[$k]} / $f" | bc -l)"
