@@ -592,7 +592,11 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   if (rp_fsync_path(tmp) < 0)
     goto out_prefix;
   if (rename(tmp, final) < 0) {
-    rp_err_set(rp_err_from_errno(errno), errno, "rename %s", final);
+    if (errno == ENOTEMPTY || errno == EEXIST) /* a concurrent export won */
+      rp_err_set(RP_E_EXISTS, 0, "%s already holds a complete export of %s", final,
+                 r->info.instance_id);
+    else
+      rp_err_set(rp_err_from_errno(errno), errno, "rename %s", final);
     goto out_prefix;
   }
   tmp_made = false;

@@ -567,6 +567,20 @@ static int find_rp(rp_ctx *ctx, const char *id, rp_rp_rec **out)
   return 0;
 }
 
+/* Reads (rp show, rp list) report drift too, but only when no operation is
+ * changing the VS: under the shared lock, taken without waiting. A busy VS
+ * is shown as the store has it. Never fails the read. */
+static void reconcile_for_read(rp_ctx *ctx, const rp_vs_info *vs)
+{
+  rp_error saved = *rp_last_error();
+  int fd = rp_vs_lock(ctx, vs->name, false, "read");
+  if (fd >= 0) {
+    rp_reconcile(ctx, vs, 0, NULL);
+    rp_vs_unlock(fd);
+  }
+  *(rp_error *)rp_last_error() = saved;
+}
+
 int rp_point_get(rp_ctx *ctx, const char *id, rp_point_info **out)
 {
   rp_err_clear();
@@ -575,7 +589,7 @@ int rp_point_get(rp_ctx *ctx, const char *id, rp_point_info **out)
     return -1;
   rp_vs_info *vs;
   if (rp_store_vs_get(ctx->st, r->info.virtual_system_identifier, &vs) == 0) {
-    rp_reconcile(ctx, vs, 0, NULL); /* report drift; never fails the read */
+    reconcile_for_read(ctx, vs);
     rp_vs_info_free(vs);
     rp_rp_rec_free(r);
     if (find_rp(ctx, id, &r) < 0)
@@ -607,7 +621,7 @@ int rp_point_list(rp_ctx *ctx, const char *vs_key, rp_point_info ***out, size_t 
   size_t cnt = 0;
   int rc = 0;
   for (size_t v = 0; v < nvs && rc == 0; v++) {
-    rp_reconcile(ctx, vss[v], 0, NULL);
+    reconcile_for_read(ctx, vss[v]);
     rp_rp_rec **rps;
     size_t nrp;
     if (rp_store_rp_list(ctx->st, vss[v]->name, &rps, &nrp) < 0) {

@@ -28,3 +28,19 @@ n=$(rp rp list vm1 | wc -l)
 [ "$(qemu-img snapshot -l d1.qcow2 | grep -c refpoint-rp-)" = "$n" ] || fail "snapshots and store disagree"
 sqlite3 "$STATE/refpoint.db" "PRAGMA integrity_check" 2>/dev/null | grep -q ok || [ ! -x "$(command -v sqlite3)" ] || fail "store integrity"
 ok "same VM from 4 processes: $okc succeeded, the rest got 32774, store and disks agree"
+
+# the same RP exported into the same root by 3 processes at once: one
+# export lands, the others say it already exists; nothing half-made remains
+R=$(rp rp list vm2 | head -n1 | cut -d' ' -f1)
+for i in 1 2 3; do
+  ( rc=0; "$BUILD/refpoint" --state-dir "$STATE" --quiet export "$R" "$T/same" >/dev/null 2>"$T/xe$i" || rc=$?; echo $rc >"$T/xrc$i" ) &
+done
+wait
+won=0
+for i in 1 2 3; do
+  if [ "$(cat "$T/xrc$i")" = 0 ]; then won=$((won + 1)); else grep -q ": 32773 .*already holds a complete export" "$T/xe$i" || fail "concurrent export: $(cat "$T/xe$i")"; fi
+done
+[ $won = 1 ] || fail "$won concurrent exports claim success"
+rp verify "$T/same/${R#Microsoft:}" >/dev/null
+[ -z "$(ls -A "$T/same" | grep '^\.' || true)" ] || fail "partial folders left: $(ls -A "$T/same")"
+ok "3 concurrent exports of one RP into one root: 1 landed, 2 refused, no leftovers"
