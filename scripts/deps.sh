@@ -8,6 +8,7 @@ PKGS=(
   build-essential pkg-config meson ninja-build
   qemu-utils libnbd-dev libnbd-bin
   libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev libxml2-dev
+  libmicrohttpd-dev sblim-wbemcli curl
   util-linux bsdutils procps e2fsprogs bc coreutils
 )
 case "${1:-}" in

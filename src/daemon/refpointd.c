@@ -1,0 +1,751 @@
+/* refpointd — the reference point service over CIM-XML (DMTF DSP0200) on
+ * HTTP, so that WBEM clients such as wbemcli call it as they would call
+ * Hyper-V's Msvm_VirtualSystemReferencePointService.
+ *
+ * This is the first slice (see docs/refpointd.md for what is in it and
+ * what is not yet): HTTP on a loopback address, one thread per connection
+ * (a slow client never blocks another), bounded bodies and timeouts,
+ * GetClass / EnumerateInstances / EnumerateInstanceNames / GetInstance for
+ * Msvm_ComputerSystem, Msvm_VirtualSystemReferencePoint and the service,
+ * and the five methods, which finish before they answer (return code 0,
+ * which clients must accept besides 4096). Anything else: CIM_ERR_NOT_SUPPORTED.
+ * Layering: HTTP here; CIM text in src/cim; the operations are librefpoint's. */
+#define _GNU_SOURCE 1
+#include "refpoint.h"
+#include "request.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NS "root/virtualization/v2"
+#define MAX_BODY (4u << 20)
+#define SERVICE_NAME "refpoint"
+
+static const char *state_dir;
+static char *export_roots[32];
+static int n_export_roots;
+
+/* ---- instances as property lists ---------------------------------------- */
+
+typedef struct prop {
+  const char *name, *type;
+  bool key, array, ref;
+  size_t n;
+  char **v;
+} prop;
+
+typedef struct inst {
+  const char *cls;
+  size_t n;
+  prop p[16];
+} inst;
+
+static void put(inst *in, const char *name, const char *type, bool key, const char *v)
+{
+  prop *p = &in->p[in->n++];
+  *p = (prop){.name = name, .type = type, .key = key};
+  if (v) {
+    p->v = malloc(sizeof(char *));
+    p->v[0] = strdup(v);
+    p->n = 1;
+  }
+}
+
+static void put_arr(inst *in, const char *name, const char *type, char **v, size_t n)
+{
+  prop *p = &in->p[in->n++];
+  *p = (prop){.name = name, .type = type, .array = true, .n = n};
+  p->v = calloc(n ? n : 1, sizeof(char *));
+  for (size_t i = 0; i < n; i++)
+    p->v[i] = strdup(v[i]);
+}
+
+static void inst_clear(inst *in)
+{
+  for (size_t i = 0; i < in->n; i++) {
+    for (size_t k = 0; k < in->p[i].n; k++)
+      free(in->p[i].v[k]);
+    free(in->p[i].v);
+  }
+  in->n = 0;
+}
+
+static void vs_inst(inst *in, const rp_vs_info *vs)
+{
+  *in = (inst){.cls = "Msvm_ComputerSystem"};
+  put(in, "CreationClassName", "string", true, "Msvm_ComputerSystem");
+  put(in, "Name", "string", true, vs->name);
+  put(in, "ElementName", "string", false, vs->element_name);
+  put(in, "EnabledState", "uint16", false, "3"); /* 3 = Disabled: shut off */
+  put(in, "Caption", "string", false, "Virtual Machine");
+}
+
+static void rp_inst(inst *in, const rp_point_info *p)
+{
+  char t[16], c[16];
+  snprintf(t, sizeof t, "%u", p->reference_point_type);
+  snprintf(c, sizeof c, "%u", p->consistency_level);
+  *in = (inst){.cls = "Msvm_VirtualSystemReferencePoint"};
+  put(in, "InstanceID", "string", true, p->instance_id);
+  put(in, "VirtualSystemIdentifier", "string", true, p->virtual_system_identifier);
+  put(in, "ElementName", "string", false, p->element_name);
+  put(in, "ReferencePointType", "uint16", false, t);
+  put(in, "ConsistencyLevel", "uint16", false, c);
+  put(in, "HasAssociatedData", "boolean", false, p->has_associated_data ? "TRUE" : "FALSE");
+  put_arr(in, "VirtualDiskIdentifiers", "string", p->virtual_disk_identifiers, p->n_disks);
+  put_arr(in, "ResilientChangeTrackingIdentifiers", "string", p->rct_identifiers, p->n_disks);
+}
+
+static void svc_inst(inst *in)
+{
+  *in = (inst){.cls = "Msvm_VirtualSystemReferencePointService"};
+  put(in, "CreationClassName", "string", true, "Msvm_VirtualSystemReferencePointService");
+  put(in, "Name", "string", true, SERVICE_NAME);
+  put(in, "ElementName", "string", false, "refpoint reference point service");
+}
+
+static void w_ns(cim_buf *b)
+{
+  cim_buf_add(b, "<LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"virtualization\"/>"
+                 "<NAMESPACE NAME=\"v2\"/></LOCALNAMESPACEPATH>");
+}
+
+static void w_instname(cim_buf *b, const inst *in)
+{
+  cim_buf_addf(b, "<INSTANCENAME CLASSNAME=\"%s\">", in->cls);
+  for (size_t i = 0; i < in->n; i++)
+    if (in->p[i].key) {
+      cim_buf_addf(b, "<KEYBINDING NAME=\"%s\"><KEYVALUE VALUETYPE=\"string\">", in->p[i].name);
+      cim_buf_esc(b, in->p[i].n ? in->p[i].v[0] : "");
+      cim_buf_add(b, "</KEYVALUE></KEYBINDING>");
+    }
+  cim_buf_add(b, "</INSTANCENAME>");
+}
+
+static void w_ref(cim_buf *b, const inst *in)
+{
+  cim_buf_add(b, "<VALUE.REFERENCE><INSTANCEPATH><NAMESPACEPATH><HOST>localhost</HOST>");
+  w_ns(b);
+  cim_buf_add(b, "</NAMESPACEPATH>");
+  w_instname(b, in);
+  cim_buf_add(b, "</INSTANCEPATH></VALUE.REFERENCE>");
+}
+
+static void w_inst(cim_buf *b, const inst *in)
+{
+  cim_buf_addf(b, "<INSTANCE CLASSNAME=\"%s\">", in->cls);
+  for (size_t i = 0; i < in->n; i++) {
+    const prop *p = &in->p[i];
+    if (p->array) {
+      cim_buf_addf(b, "<PROPERTY.ARRAY NAME=\"%s\" TYPE=\"%s\"><VALUE.ARRAY>", p->name, p->type);
+      for (size_t k = 0; k < p->n; k++) {
+        cim_buf_add(b, "<VALUE>");
+        cim_buf_esc(b, p->v[k]);
+        cim_buf_add(b, "</VALUE>");
+      }
+      cim_buf_add(b, "</VALUE.ARRAY></PROPERTY.ARRAY>");
+    } else {
+      cim_buf_addf(b, "<PROPERTY NAME=\"%s\" TYPE=\"%s\">", p->name, p->type);
+      if (p->n) {
+        cim_buf_add(b, "<VALUE>");
+        cim_buf_esc(b, p->v[0]);
+        cim_buf_add(b, "</VALUE>");
+      }
+      cim_buf_add(b, "</PROPERTY>");
+    }
+  }
+  cim_buf_add(b, "</INSTANCE>");
+}
+
+/* ---- class declarations (GetClass) --------------------------------------- */
+
+typedef struct pdecl {
+  const char *name, *type; /* type "ref:Class" for references */
+  bool array, in, out;
+} pdecl;
+
+typedef struct mdecl {
+  const char *name;
+  pdecl p[8];
+} mdecl;
+
+typedef struct cdecl_ {
+  const char *name, *super;
+  pdecl props[12];
+  const char *keys[3];
+  mdecl methods[6];
+} cdecl_;
+
+static const cdecl_ classes[] = {
+    {"Msvm_ComputerSystem", "CIM_ComputerSystem",
+     {{"CreationClassName", "string"}, {"Name", "string"}, {"ElementName", "string"},
+      {"EnabledState", "uint16"}, {"Caption", "string"}},
+     {"CreationClassName", "Name"}, {{0}}},
+    {"Msvm_VirtualSystemReferencePoint", "CIM_ManagedElement",
+     {{"InstanceID", "string"}, {"VirtualSystemIdentifier", "string"}, {"ElementName", "string"},
+      {"ReferencePointType", "uint16"}, {"ConsistencyLevel", "uint16"},
+      {"HasAssociatedData", "boolean"}, {"VirtualDiskIdentifiers", "string", true},
+      {"ResilientChangeTrackingIdentifiers", "string", true}},
+     {"InstanceID", "VirtualSystemIdentifier"}, {{0}}},
+    {"Msvm_VirtualSystemReferencePointService", "CIM_VirtualSystemSnapshotService",
+     {{"CreationClassName", "string"}, {"Name", "string"}, {"ElementName", "string"}},
+     {"CreationClassName", "Name"},
+     {{"CreateReferencePoint",
+       {{"AffectedSystem", "ref:Msvm_ComputerSystem", false, true},
+        {"ReferencePointSettings", "string", false, true},
+        {"ReferencePointType", "uint16", false, true},
+        {"ResultingReferencePoint", "ref:Msvm_VirtualSystemReferencePoint", false, true, true},
+        {"Job", "ref:CIM_ConcreteJob", false, false, true}}},
+      {"DestroyReferencePoint",
+       {{"AffectedReferencePoint", "ref:Msvm_VirtualSystemReferencePoint", false, true},
+        {"Job", "ref:CIM_ConcreteJob", false, false, true}}},
+      {"ExportReferencePoint",
+       {{"ReferencePoint", "ref:Msvm_VirtualSystemReferencePoint", false, true},
+        {"ExportDirectory", "string", false, true},
+        {"ExportSettingData", "string", false, true},
+        {"Job", "ref:CIM_ConcreteJob", false, false, true}}},
+      {"ImportReferencePointMetadata",
+       {{"AffectedSystem", "ref:Msvm_ComputerSystem", false, true},
+        {"ConfigFilePath", "string", false, true},
+        {"RuntimeStateFilePath", "string", false, true},
+        {"Job", "ref:CIM_ConcreteJob", false, false, true}}},
+      {"RemoveAssociatedData",
+       {{"AffectedReferencePoint", "ref:Msvm_VirtualSystemReferencePoint", false, true},
+        {"Job", "ref:CIM_ConcreteJob", false, false, true}}}}},
+};
+
+static const cdecl_ *find_class(const char *n)
+{
+  for (size_t i = 0; i < sizeof classes / sizeof *classes; i++)
+    if (n && !strcasecmp(classes[i].name, n))
+      return &classes[i];
+  return NULL;
+}
+
+static void w_qual(cim_buf *b, const char *q)
+{
+  cim_buf_addf(b, "<QUALIFIER NAME=\"%s\" TYPE=\"boolean\"><VALUE>TRUE</VALUE></QUALIFIER>", q);
+}
+
+static void w_class(cim_buf *b, const cdecl_ *c)
+{
+  cim_buf_addf(b, "<CLASS NAME=\"%s\" SUPERCLASS=\"%s\">", c->name, c->super);
+  for (size_t i = 0; i < 12 && c->props[i].name; i++) {
+    const pdecl *p = &c->props[i];
+    cim_buf_addf(b, "<PROPERTY%s NAME=\"%s\" TYPE=\"%s\">", p->array ? ".ARRAY" : "", p->name, p->type);
+    for (int k = 0; k < 3 && c->keys[k]; k++)
+      if (!strcmp(c->keys[k], p->name))
+        w_qual(b, "Key");
+    cim_buf_addf(b, "</PROPERTY%s>", p->array ? ".ARRAY" : "");
+  }
+  for (size_t m = 0; m < 6 && c->methods[m].name; m++) {
+    cim_buf_addf(b, "<METHOD NAME=\"%s\" TYPE=\"uint32\">", c->methods[m].name);
+    for (size_t k = 0; k < 8 && c->methods[m].p[k].name; k++) {
+      const pdecl *p = &c->methods[m].p[k];
+      if (!strncmp(p->type, "ref:", 4))
+        cim_buf_addf(b, "<PARAMETER.REFERENCE NAME=\"%s\" REFERENCECLASS=\"%s\">", p->name, p->type + 4);
+      else
+        cim_buf_addf(b, "<PARAMETER%s NAME=\"%s\" TYPE=\"%s\">", p->array ? ".ARRAY" : "", p->name, p->type);
+      if (p->in)
+        w_qual(b, "In");
+      if (p->out)
+        w_qual(b, "Out");
+      cim_buf_add(b, !strncmp(p->type, "ref:", 4) ? "</PARAMETER.REFERENCE>"
+                     : p->array ? "</PARAMETER.ARRAY>" : "</PARAMETER>");
+    }
+    cim_buf_add(b, "</METHOD>");
+  }
+  cim_buf_add(b, "</CLASS>");
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+typedef struct reply {
+  cim_buf body;   /* what goes inside (I)METHODRESPONSE */
+  int cim_error;  /* 0, or CIM_ERR_* */
+  char desc[1200];
+} reply;
+
+static int cim_fail(reply *r, int code, const char *fmt, ...)
+{
+  static const char *names[] = {"", "CIM_ERR_FAILED", "CIM_ERR_ACCESS_DENIED",
+                                "CIM_ERR_INVALID_NAMESPACE", "CIM_ERR_INVALID_PARAMETER",
+                                "CIM_ERR_INVALID_CLASS", "CIM_ERR_NOT_FOUND",
+                                "CIM_ERR_NOT_SUPPORTED"};
+  char m[1000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m, sizeof m, fmt, ap);
+  va_end(ap);
+  r->cim_error = code;
+  snprintf(r->desc, sizeof r->desc, "%s: %s", code > 0 && code < 8 ? names[code] : "CIM_ERR", m);
+  return -1;
+}
+
+static const char *class_param(const cim_request *q)
+{
+  const cim_param *p = cim_request_param(q, "ClassName");
+  if (p && p->n_values)
+    return p->values[0];
+  p = cim_request_param(q, "InstanceName");
+  return p && p->ref ? p->ref->classname : NULL;
+}
+
+/* every instance of a class, as inst values; caller clears */
+static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
+{
+  *out = NULL;
+  *n = 0;
+  if (!strcasecmp(cls, "Msvm_ComputerSystem")) {
+    rp_vs_info **l;
+    size_t k;
+    if (rp_vs_list(ctx, &l, &k) < 0)
+      return cim_fail(r, 1, "%s", rp_last_error()->message);
+    *out = calloc(k ? k : 1, sizeof **out);
+    for (size_t i = 0; i < k; i++)
+      vs_inst(&(*out)[i], l[i]);
+    *n = k;
+    rp_vs_list_free(l, k);
+  } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePoint")) {
+    rp_point_info **l;
+    size_t k;
+    if (rp_point_list(ctx, NULL, &l, &k) < 0)
+      return cim_fail(r, 1, "%s", rp_last_error()->message);
+    *out = calloc(k ? k : 1, sizeof **out);
+    for (size_t i = 0; i < k; i++)
+      rp_inst(&(*out)[i], l[i]);
+    *n = k;
+    rp_point_list_free(l, k);
+  } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePointService")) {
+    *out = calloc(1, sizeof **out);
+    svc_inst(&(*out)[0]);
+    *n = 1;
+  } else if (!find_class(cls))
+    return cim_fail(r, 5, "no class %s in " NS, cls);
+  return 0;
+}
+
+static bool same_keys(const inst *in, const cim_objpath *p)
+{
+  for (size_t i = 0; i < in->n; i++)
+    if (in->p[i].key) {
+      const char *v = cim_objpath_key(p, in->p[i].name);
+      if (v && strcasecmp(v, in->p[i].v[0]))
+        return false;
+      if (!v && strcmp(in->p[i].name, "VirtualSystemIdentifier") &&
+          strcmp(in->p[i].name, "CreationClassName"))
+        return false; /* the RP's VirtualSystemIdentifier key may be left out */
+    }
+  return true;
+}
+
+static int intrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
+{
+  const char *m = q->method, *cls = class_param(q);
+  bool gc = !strcmp(m, "GetClass"), ei = !strcmp(m, "EnumerateInstances"),
+       en = !strcmp(m, "EnumerateInstanceNames"), gi = !strcmp(m, "GetInstance");
+  if (!gc && !ei && !en && !gi && strcmp(m, "EnumerateClassNames") && strcmp(m, "EnumerateClasses"))
+    return cim_fail(r, 7, "%s is not supported yet", m);
+  if (!strcmp(m, "EnumerateClassNames") || !strcmp(m, "EnumerateClasses")) {
+    cim_buf_add(&r->body, "<IRETURNVALUE>");
+    for (size_t i = 0; i < sizeof classes / sizeof *classes; i++) {
+      if (m[9] == 'C' && m[14] == 'N') /* EnumerateClassNames */
+        cim_buf_addf(&r->body, "<CLASSNAME NAME=\"%s\"/>", classes[i].name);
+      else
+        w_class(&r->body, &classes[i]);
+    }
+    cim_buf_add(&r->body, "</IRETURNVALUE>");
+    return 0;
+  }
+  if (!cls)
+    return cim_fail(r, 4, "%s needs a class name", m);
+  const cdecl_ *c = find_class(cls);
+  if (!c)
+    return cim_fail(r, 5, "no class %s in " NS, cls);
+  if (gc) {
+    cim_buf_add(&r->body, "<IRETURNVALUE>");
+    w_class(&r->body, c);
+    cim_buf_add(&r->body, "</IRETURNVALUE>");
+    return 0;
+  }
+  inst *l;
+  size_t n;
+  if (list(ctx, c->name, r, &l, &n) < 0)
+    return -1;
+  cim_buf_add(&r->body, "<IRETURNVALUE>");
+  int rc = 0;
+  if (gi) {
+    const cim_objpath *want = cim_request_param(q, "InstanceName")->ref;
+    size_t hit = n;
+    for (size_t i = 0; i < n && hit == n; i++)
+      if (same_keys(&l[i], want))
+        hit = i;
+    if (hit == n)
+      rc = cim_fail(r, 6, "no such instance of %s", c->name);
+    else
+      w_inst(&r->body, &l[hit]);
+  } else
+    for (size_t i = 0; i < n; i++) {
+      if (en)
+        w_instname(&r->body, &l[i]);
+      else {
+        cim_buf_add(&r->body, "<VALUE.NAMEDINSTANCE>");
+        w_instname(&r->body, &l[i]);
+        w_inst(&r->body, &l[i]);
+        cim_buf_add(&r->body, "</VALUE.NAMEDINSTANCE>");
+      }
+    }
+  cim_buf_add(&r->body, "</IRETURNVALUE>");
+  for (size_t i = 0; i < n; i++)
+    inst_clear(&l[i]);
+  free(l);
+  return rc;
+}
+
+static const char *str_param(const cim_request *q, const char *name)
+{
+  const cim_param *p = cim_request_param(q, name);
+  return p && p->kind == CIM_P_VALUE && p->n_values ? p->values[0] : NULL;
+}
+
+static const cim_objpath *ref_param(const cim_request *q, const char *name)
+{
+  const cim_param *p = cim_request_param(q, name);
+  return p ? p->ref : NULL;
+}
+
+/* An export directory must lie under a configured root (symlinks resolved
+ * on the part that exists). */
+static bool under_roots(const char *dir)
+{
+  char probe[PATH_MAX], real[PATH_MAX];
+  if (!dir || dir[0] != '/' || strlen(dir) >= sizeof probe)
+    return false;
+  snprintf(probe, sizeof probe, "%s", dir);
+  /* climb to the longest existing prefix */
+  while (!realpath(probe, real)) {
+    char *s = strrchr(probe, '/');
+    if (!s || s == probe)
+      return false;
+    *s = '\0';
+    if (strstr(s + 1, "..")) /* a ".." in the part that does not exist */
+      return false;
+  }
+  if (strstr(dir + strlen(probe), "/.."))
+    return false;
+  for (int i = 0; i < n_export_roots; i++) {
+    size_t n = strlen(export_roots[i]);
+    if (!strncmp(real, export_roots[i], n) && (real[n] == '\0' || real[n] == '/'))
+      return true;
+  }
+  return false;
+}
+
+static void w_return(reply *r, uint32_t code)
+{
+  cim_buf_addf(&r->body, "<RETURNVALUE PARAMTYPE=\"uint32\"><VALUE>%u</VALUE></RETURNVALUE>", code);
+}
+
+static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
+{
+  const char *m = q->method;
+  if (strcasecmp(q->target->classname, "Msvm_VirtualSystemReferencePointService"))
+    return cim_fail(r, 7, "class %s has no method %s", q->target->classname, m);
+  const char *rp_key = NULL;
+  const cim_objpath *ref;
+  if (!strcmp(m, "CreateReferencePoint")) {
+    ref = ref_param(q, "AffectedSystem");
+    const char *vs = ref ? cim_objpath_key(ref, "Name") : NULL;
+    if (!vs)
+      return cim_fail(r, 4, "AffectedSystem must reference an Msvm_ComputerSystem");
+    const char *t = str_param(q, "ReferencePointType");
+    uint16_t type = t ? (uint16_t)atoi(t) : 2, level = 2;
+    const char *set = str_param(q, "ReferencePointSettings");
+    if (set && *set) {
+      char err[CIM_ERRLEN];
+      cim_instance *in = cim_instance_parse(set, strlen(set), err);
+      if (!in) {
+        w_return(r, 4);
+        return 0;
+      }
+      const cim_prop *cl = cim_instance_prop(in, "ConsistencyLevel");
+      if (cl && cl->n_values)
+        level = (uint16_t)atoi(cl->values[0]);
+      cim_instance_free(in);
+    }
+    rp_point_info *p;
+    if (rp_point_create(ctx, vs, type, level, NULL, &p) < 0) {
+      w_return(r, rp_err_cim_code(rp_last_error()->code));
+      return 0;
+    }
+    inst in;
+    rp_inst(&in, p);
+    w_return(r, 0);
+    cim_buf_add(&r->body, "<PARAMVALUE NAME=\"ResultingReferencePoint\" PARAMTYPE=\"reference\">");
+    w_ref(&r->body, &in);
+    cim_buf_add(&r->body, "</PARAMVALUE>");
+    inst_clear(&in);
+    rp_point_info_free(p);
+    return 0;
+  }
+  if (!strcmp(m, "ExportReferencePoint")) {
+    ref = ref_param(q, "ReferencePoint");
+    rp_key = ref ? cim_objpath_key(ref, "InstanceID") : NULL;
+    const char *dir = str_param(q, "ExportDirectory");
+    const char *esd = str_param(q, "ExportSettingData");
+    if (!rp_key || !dir) {
+      w_return(r, 32773);
+      return 0;
+    }
+    if (!under_roots(dir)) {
+      w_return(r, 32769); /* access denied: outside the export roots */
+      return 0;
+    }
+    rp_export_opts o = {0};
+    cim_instance *in = NULL;
+    char *base_id = NULL;
+    if (esd && *esd) {
+      char err[CIM_ERRLEN];
+      in = cim_instance_parse(esd, strlen(esd), err);
+      if (!in) {
+        w_return(r, 32773);
+        return 0;
+      }
+      const cim_prop *b = cim_instance_prop(in, "BaseReferencePoint");
+      if (b && b->n_values && *b->values[0]) {
+        cim_objpath *bp = cim_objpath_parse(b->values[0], strlen(b->values[0]), err);
+        const char *k = bp ? cim_objpath_key(bp, "InstanceID") : NULL;
+        base_id = k ? strdup(k) : NULL;
+        cim_objpath_free(bp);
+        if (!base_id) {
+          cim_instance_free(in);
+          w_return(r, 32773);
+          return 0;
+        }
+      }
+      const cim_prop *d = cim_instance_prop(in, "DisksToExport");
+      if (d) {
+        o.disks = (const char *const *)d->values;
+        o.n_disks = d->n_values;
+      }
+    }
+    o.base_rp = base_id;
+    int rc = rp_export(ctx, rp_key, dir, &o, NULL, NULL);
+    w_return(r, rc < 0 ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+    free(base_id);
+    cim_instance_free(in);
+    return 0;
+  }
+  if (!strcmp(m, "DestroyReferencePoint") || !strcmp(m, "RemoveAssociatedData")) {
+    ref = ref_param(q, "AffectedReferencePoint");
+    rp_key = ref ? cim_objpath_key(ref, "InstanceID") : NULL;
+    if (!rp_key) {
+      w_return(r, 32773);
+      return 0;
+    }
+    int rc = m[0] == 'D' ? rp_point_destroy(ctx, rp_key, NULL) : rp_point_remove_data(ctx, rp_key, NULL);
+    w_return(r, rc < 0 ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+    return 0;
+  }
+  if (!strcmp(m, "ImportReferencePointMetadata")) {
+    ref = ref_param(q, "AffectedSystem");
+    const char *vs = ref ? cim_objpath_key(ref, "Name") : NULL;
+    const char *cf = str_param(q, "ConfigFilePath"), *rf = str_param(q, "RuntimeStateFilePath");
+    if (!vs || !cf || !rf) {
+      w_return(r, 32773);
+      return 0;
+    }
+    int rc = rp_point_import(ctx, vs, cf, rf, NULL, NULL);
+    w_return(r, rc < 0 ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+    return 0;
+  }
+  return cim_fail(r, 17, "no method %s", m);
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+typedef struct conn {
+  char *body;
+  size_t len;
+  bool too_big;
+} conn;
+
+static enum MHD_Result send_status(struct MHD_Connection *c, unsigned code, const char *cimerror)
+{
+  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (cimerror)
+    MHD_add_response_header(resp, "CIMError", cimerror);
+  enum MHD_Result ret = MHD_queue_response(c, code, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+  (void)cls;
+  (void)url;
+  (void)version;
+  conn *cn = *con_cls;
+  if (!cn) {
+    if (strcmp(method, "POST"))
+      return send_status(c, 405, NULL);
+    const char *op = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "CIMOperation");
+    if (!op)
+      return send_status(c, 400, NULL);
+    if (strcasecmp(op, "MethodCall"))
+      return send_status(c, 400, "unsupported-operation");
+    cn = calloc(1, sizeof *cn);
+    *con_cls = cn;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (cn->len + *upload_size > MAX_BODY)
+      cn->too_big = true;
+    else {
+      cn->body = realloc(cn->body, cn->len + *upload_size + 1);
+      memcpy(cn->body + cn->len, upload, *upload_size);
+      cn->len += *upload_size;
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (cn->too_big)
+    return send_status(c, 413, NULL);
+  const char *herr;
+  char err[CIM_ERRLEN];
+  cim_request *q = cim_request_parse(cn->body, cn->len, &herr, err);
+  if (!q) {
+    fprintf(stderr, "refpointd: refused request: %s\n", err);
+    return send_status(c, !strncmp(herr, "unsupported", 11) || !strncmp(herr, "multiple", 8) ? 501 : 400, herr);
+  }
+  reply r = {0};
+  cim_buf_add(&r.body, "");
+  if (strcasecmp(q->nspace, NS))
+    cim_fail(&r, 3, "namespace %s is not served (use " NS ")", q->nspace);
+  else {
+    rp_ctx *ctx = rp_open(state_dir);
+    if (!ctx)
+      cim_fail(&r, 1, "%s", rp_last_error()->message);
+    else {
+      if (q->intrinsic)
+        intrinsic(ctx, q, &r);
+      else
+        extrinsic(ctx, q, &r);
+      rp_close(ctx);
+    }
+  }
+  cim_buf out = {0};
+  cim_buf_add(&out, "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\">"
+                    "<MESSAGE ID=\"");
+  cim_buf_esc(&out, q->msgid);
+  cim_buf_addf(&out, "\" PROTOCOLVERSION=\"1.0\"><SIMPLERSP><%s NAME=\"", q->intrinsic ? "IMETHODRESPONSE" : "METHODRESPONSE");
+  cim_buf_esc(&out, q->method);
+  cim_buf_add(&out, "\">");
+  if (r.cim_error) {
+    cim_buf_addf(&out, "<ERROR CODE=\"%d\" DESCRIPTION=\"", r.cim_error);
+    cim_buf_esc(&out, r.desc);
+    cim_buf_add(&out, "\"/>");
+  } else
+    cim_buf_add(&out, r.body.s);
+  cim_buf_addf(&out, "</%s></SIMPLERSP></MESSAGE></CIM>\n", q->intrinsic ? "IMETHODRESPONSE" : "METHODRESPONSE");
+  cim_request_free(q);
+  cim_buf_free(&r.body);
+  struct MHD_Response *resp = MHD_create_response_from_buffer(out.len, out.s, MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header(resp, "Content-Type", "application/xml; charset=\"utf-8\"");
+  MHD_add_response_header(resp, "CIMOperation", "MethodResponse");
+  enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static void done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+  (void)cls;
+  (void)c;
+  (void)t;
+  conn *cn = *con_cls;
+  if (cn) {
+    free(cn->body);
+    free(cn);
+  }
+  *con_cls = NULL;
+}
+
+static int usage(void)
+{
+  fprintf(stderr, "usage: refpointd [--state-dir DIR] --listen http://127.0.0.1:PORT "
+                  "[--export-root DIR]...\n");
+  return 2;
+}
+
+int main(int argc, char **argv)
+{
+  const char *listen = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--state-dir") && i + 1 < argc)
+      state_dir = argv[++i];
+    else if (!strcmp(argv[i], "--listen") && i + 1 < argc)
+      listen = argv[++i];
+    else if (!strcmp(argv[i], "--export-root") && i + 1 < argc && n_export_roots < 32) {
+      char real[PATH_MAX];
+      if (!realpath(argv[++i], real)) {
+        fprintf(stderr, "refpointd: export root %s: %s\n", argv[i], strerror(errno));
+        return 1;
+      }
+      export_roots[n_export_roots++] = strdup(real);
+    } else if (!strcmp(argv[i], "--foreground"))
+      ;
+    else
+      return usage();
+  }
+  unsigned port;
+  char host[64];
+  if (!listen || sscanf(listen, "http://%63[^:]:%u", host, &port) != 2 || port > 65535)
+    return usage();
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+    fprintf(stderr, "refpointd: this version listens on loopback addresses only (127.x.x.x), "
+                    "without authentication\n");
+    return 2;
+  }
+  rp_ctx *probe = rp_open(state_dir);
+  if (!probe) {
+    fprintf(stderr, "refpointd: %s\n", rp_last_error()->message);
+    return 1;
+  }
+  rp_close(probe);
+  signal(SIGPIPE, SIG_IGN);
+  struct MHD_Daemon *d = MHD_start_daemon(
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+      (uint16_t)port, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, done,
+      NULL, MHD_OPTION_END);
+  if (!d) {
+    fprintf(stderr, "refpointd: cannot listen on %s\n", listen);
+    return 1;
+  }
+  fprintf(stderr, "refpointd: serving " NS " on %s\n", listen);
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  sigprocmask(SIG_BLOCK, &s, NULL);
+  int sig;
+  sigwait(&s, &sig);
+  MHD_stop_daemon(d);
+  return 0;
+}
