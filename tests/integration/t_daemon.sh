@@ -14,7 +14,7 @@ mkdir -p "$T/roots/bk"
 PORT=$((20000 + RANDOM % 20000))
 "$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" --export-root "$T/roots" 2>"$T/d.log" &
 DPID=$!
-trap 'rc=$?; kill $DPID 2>/dev/null; wait $DPID 2>/dev/null; (exit $rc); cleanup' EXIT
+trap 'rc=$?; kill $DPID 2>/dev/null || true; wait $DPID 2>/dev/null || true; (exit $rc); cleanup' EXIT
 for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 U=http://127.0.0.1:$PORT/root/virtualization/v2
 SVC="$U:Msvm_VirtualSystemReferencePointService.CreationClassName=\"Msvm_VirtualSystemReferencePointService\",Name=\"refpoint\""
