@@ -283,13 +283,15 @@ static int cim_fail(reply *r, int code, const char *fmt, ...)
                                 "CIM_ERR_INVALID_NAMESPACE", "CIM_ERR_INVALID_PARAMETER",
                                 "CIM_ERR_INVALID_CLASS", "CIM_ERR_NOT_FOUND",
                                 "CIM_ERR_NOT_SUPPORTED"};
+  static const char *more[] = {"CIM_ERR_QUERY_LANGUAGE_NOT_SUPPORTED", "CIM_ERR_INVALID_QUERY"};
   char m[1000];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(m, sizeof m, fmt, ap);
   va_end(ap);
   r->cim_error = code;
-  snprintf(r->desc, sizeof r->desc, "%s: %s", code > 0 && code < 8 ? names[code] : "CIM_ERR", m);
+  snprintf(r->desc, sizeof r->desc, "%s: %s",
+           code > 0 && code < 8 ? names[code] : (code == 14 || code == 15) ? more[code - 14] : "CIM_ERR", m);
   return -1;
 }
 
@@ -350,9 +352,156 @@ static bool same_keys(const inst *in, const cim_objpath *p)
   return true;
 }
 
+/* The other ends of Msvm_ReferencePointOfVirtualSystem from obj: a VM's
+ * reference points, or a reference point's VM. */
+static int associated(rp_ctx *ctx, const cim_objpath *obj, const char *assoc, const char *result,
+                      reply *r, inst **out, size_t *n)
+{
+  *out = NULL;
+  *n = 0;
+  if (assoc && *assoc && strcasecmp(assoc, "Msvm_ReferencePointOfVirtualSystem") &&
+      strcasecmp(assoc, "CIM_Dependency"))
+    return 0;
+  if (!strcasecmp(obj->classname, "Msvm_ComputerSystem")) {
+    const char *vm = cim_objpath_key(obj, "Name");
+    if (result && *result && strcasecmp(result, "Msvm_VirtualSystemReferencePoint") &&
+        strcasecmp(result, "CIM_ManagedElement"))
+      return 0;
+    rp_point_info **l;
+    size_t k;
+    if (!vm || rp_point_list(ctx, vm, &l, &k) < 0)
+      return cim_fail(r, 6, "no such Msvm_ComputerSystem");
+    *out = calloc(k ? k : 1, sizeof **out);
+    for (size_t i = 0; i < k; i++)
+      rp_inst(&(*out)[i], l[i]);
+    *n = k;
+    rp_point_list_free(l, k);
+  } else if (!strcasecmp(obj->classname, "Msvm_VirtualSystemReferencePoint")) {
+    const char *id = cim_objpath_key(obj, "InstanceID");
+    if (result && *result && strcasecmp(result, "Msvm_ComputerSystem") &&
+        strcasecmp(result, "CIM_ComputerSystem"))
+      return 0;
+    rp_point_info *p;
+    rp_vs_info *vs;
+    if (!id || rp_point_get(ctx, id, &p) < 0)
+      return cim_fail(r, 6, "no such Msvm_VirtualSystemReferencePoint");
+    int rc = rp_vs_get(ctx, p->virtual_system_identifier, &vs);
+    rp_point_info_free(p);
+    if (rc < 0)
+      return cim_fail(r, 1, "%s", rp_last_error()->message);
+    *out = calloc(1, sizeof **out);
+    vs_inst(&(*out)[0], vs);
+    *n = 1;
+    rp_vs_info_free(vs);
+  } else if (!find_class(obj->classname))
+    return cim_fail(r, 5, "no class %s in " NS, obj->classname);
+  return 0;
+}
+
+static void w_objwithpath(cim_buf *b, const inst *in, bool names_only)
+{
+  if (!names_only)
+    cim_buf_add(b, "<VALUE.OBJECTWITHPATH>");
+  else
+    cim_buf_add(b, "<OBJECTPATH>");
+  cim_buf_add(b, "<INSTANCEPATH><NAMESPACEPATH><HOST>localhost</HOST>");
+  w_ns(b);
+  cim_buf_add(b, "</NAMESPACEPATH>");
+  w_instname(b, in);
+  cim_buf_add(b, "</INSTANCEPATH>");
+  if (!names_only) {
+    w_inst(b, in);
+    cim_buf_add(b, "</VALUE.OBJECTWITHPATH>");
+  } else
+    cim_buf_add(b, "</OBJECTPATH>");
+}
+
+struct getctx {
+  const inst *in;
+};
+
+static bool inst_get(void *user, const char *name, cim_value *out)
+{
+  const inst *in = ((struct getctx *)user)->in;
+  for (size_t i = 0; i < in->n; i++)
+    if (!strcasecmp(in->p[i].name, name)) {
+      const prop *p = &in->p[i];
+      if (p->array)
+        return false; /* arrays are not comparable in this WQL subset */
+      out->text = p->n ? p->v[0] : NULL;
+      out->type = !strcmp(p->type, "boolean") ? CIM_V_BOOLEAN
+                  : (!strncmp(p->type, "uint", 4) || !strncmp(p->type, "sint", 4)) ? CIM_V_NUMBER
+                                                                                     : CIM_V_STRING;
+      return true;
+    }
+  return false;
+}
+
+static int exec_query(rp_ctx *ctx, const cim_request *q, reply *r)
+{
+  const cim_param *lang = cim_request_param(q, "QueryLanguage");
+  const cim_param *qp = cim_request_param(q, "Query");
+  if (!lang || !lang->n_values || strcasecmp(lang->values[0], "WQL"))
+    return cim_fail(r, 14, "QueryLanguage must be WQL");
+  if (!qp || !qp->n_values)
+    return cim_fail(r, 4, "ExecQuery needs a Query");
+  char err[CIM_ERRLEN];
+  cim_query *cq = cim_query_parse(qp->values[0], strlen(qp->values[0]), err);
+  if (!cq)
+    return cim_fail(r, 15, "%s", err);
+  inst *l = NULL;
+  size_t n = 0;
+  int rc;
+  if (cim_query_kind(cq) == CIM_Q_ASSOCIATORS)
+    rc = associated(ctx, cim_query_object(cq), cim_query_assoc_opt(cq, "AssocClass"),
+                    cim_query_assoc_opt(cq, "ResultClass"), r, &l, &n);
+  else {
+    const cdecl_ *c = find_class(cim_query_class(cq));
+    rc = c ? list(ctx, c->name, r, &l, &n) : cim_fail(r, 5, "no class %s", cim_query_class(cq));
+  }
+  if (rc == 0) {
+    cim_buf_add(&r->body, "<IRETURNVALUE>");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      struct getctx g = {&l[i]};
+      int m = cim_query_match(cq, inst_get, &g, err);
+      if (m < 0)
+        rc = cim_fail(r, 15, "%s", err);
+      else if (m)
+        w_objwithpath(&r->body, &l[i], false);
+    }
+    cim_buf_add(&r->body, "</IRETURNVALUE>");
+  }
+  for (size_t i = 0; i < n; i++)
+    inst_clear(&l[i]);
+  free(l);
+  cim_query_free(cq);
+  return rc;
+}
+
 static int intrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
 {
   const char *m = q->method, *cls = class_param(q);
+  if (!strcmp(m, "ExecQuery"))
+    return exec_query(ctx, q, r);
+  if (!strcmp(m, "Associators") || !strcmp(m, "AssociatorNames")) {
+    const cim_param *on = cim_request_param(q, "ObjectName");
+    if (!on || !on->ref)
+      return cim_fail(r, 4, "%s needs an ObjectName instance path", m);
+    const cim_param *ac = cim_request_param(q, "AssocClass"), *rc_ = cim_request_param(q, "ResultClass");
+    inst *l;
+    size_t n;
+    if (associated(ctx, on->ref, ac && ac->n_values ? ac->values[0] : NULL,
+                   rc_ && rc_->n_values ? rc_->values[0] : NULL, r, &l, &n) < 0)
+      return -1;
+    cim_buf_add(&r->body, "<IRETURNVALUE>");
+    for (size_t i = 0; i < n; i++) {
+      w_objwithpath(&r->body, &l[i], m[10] == 'N');
+      inst_clear(&l[i]);
+    }
+    free(l);
+    cim_buf_add(&r->body, "</IRETURNVALUE>");
+    return 0;
+  }
   bool gc = !strcmp(m, "GetClass"), ei = !strcmp(m, "EnumerateInstances"),
        en = !strcmp(m, "EnumerateInstanceNames"), gi = !strcmp(m, "GetInstance");
   if (!gc && !ei && !en && !gi && strcmp(m, "EnumerateClassNames") && strcmp(m, "EnumerateClasses"))

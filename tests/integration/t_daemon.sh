@@ -59,6 +59,25 @@ echo "$out" | grep -q '<VALUE>0</VALUE>' || fail "export with an XML embedded in
 grep -q '"Kind": "incremental"' "$T/roots/bk2/${R2#Microsoft:}/manifest.json" || fail "XML: not incremental"
 ok "incremental ExportReferencePoint with ExportSettingData as MOF and as CIM-XML, data exact"
 
+# associations and queries
+wbemcli ain -ac Msvm_ReferencePointOfVirtualSystem "$U:Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\"" >"$T/ain"
+grep -q "InstanceID=\"$R1\"" "$T/ain" && grep -q "InstanceID=\"$R2\"" "$T/ain" || fail "AssociatorNames of the VM: $(cat "$T/ain")"
+wbemcli ai "$U:Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",VirtualSystemIdentifier=\"$VM\"" | grep -q 'ElementName="web"' || fail "Associators of an RP"
+iquery() { # WQL -> response body
+  curl -s -X POST "http://127.0.0.1:$PORT/cimom" -H 'CIMOperation: MethodCall' -H 'CIMMethod: ExecQuery' \
+    --data-binary "<?xml version=\"1.0\"?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"9\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"ExecQuery\"><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"virtualization\"/><NAMESPACE NAME=\"v2\"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME=\"QueryLanguage\"><VALUE>WQL</VALUE></IPARAMVALUE><IPARAMVALUE NAME=\"Query\"><VALUE>$1</VALUE></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"
+}
+out=$(iquery "SELECT * FROM Msvm_VirtualSystemReferencePoint WHERE InstanceID = '$R2' AND HasAssociatedData = TRUE")
+[ "$(echo "$out" | grep -o '<VALUE.OBJECTWITHPATH>' | wc -l)" = 1 ] || fail "WQL SELECT: $out"
+echo "$out" | grep -q "$R2" || fail "WQL SELECT picked the wrong RP"
+out=$(iquery "SELECT * FROM Msvm_ComputerSystem WHERE ElementName LIKE 'w%' AND EnabledState &lt; 5")
+echo "$out" | grep -q "<VALUE>$VM</VALUE>" || fail "WQL LIKE: $out"
+out=$(iquery "ASSOCIATORS OF {Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\"} WHERE ResultClass = Msvm_VirtualSystemReferencePoint")
+[ "$(echo "$out" | grep -o '<VALUE.OBJECTWITHPATH>' | wc -l)" = 2 ] || fail "ASSOCIATORS OF: $out"
+iquery "SELECT * FROM Msvm_ComputerSystem WHERE" | grep -q 'ERROR CODE="15"' || fail "bad WQL is not CIM_ERR_INVALID_QUERY"
+iquery "SELECT * FROM Msvm_ComputerSystem WHERE NoSuchProperty = 1" | grep -q 'ERROR CODE="15"' || fail "unknown property"
+ok "Associators/AssociatorNames with wbemcli; ExecQuery: SELECT ... WHERE, LIKE, ASSOCIATORS OF; invalid queries = 15"
+
 # return codes and errors
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",ExportDirectory=\"$T/outside\"")
 echo "$out" | grep -q "ExportReferencePoint: 32769" || fail "outside the roots: $out"
