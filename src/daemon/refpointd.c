@@ -12,6 +12,7 @@
  * Layering: HTTP here; CIM text in src/cim; the operations are librefpoint's. */
 #define _GNU_SOURCE 1
 #include "refpoint.h"
+#include "jobs.h"
 #include "request.h"
 
 #include <arpa/inet.h>
@@ -48,7 +49,7 @@ typedef struct prop {
 typedef struct inst {
   const char *cls;
   size_t n;
-  prop p[16];
+  prop p[24];
 } inst;
 
 static void put(inst *in, const char *name, const char *type, bool key, const char *v)
@@ -113,6 +114,36 @@ static void svc_inst(inst *in)
   put(in, "CreationClassName", "string", true, "Msvm_VirtualSystemReferencePointService");
   put(in, "Name", "string", true, SERVICE_NAME);
   put(in, "ElementName", "string", false, "refpoint reference point service");
+}
+
+static void job_inst(inst *in, const djob_view *j)
+{
+  char st[16], ty[16], pc[16], ec[16];
+  snprintf(st, sizeof st, "%d", j->state);
+  snprintf(ty, sizeof ty, "%d", j->type);
+  snprintf(pc, sizeof pc, "%d", j->percent);
+  snprintf(ec, sizeof ec, "%u", j->error_code);
+  bool ex = j->type == DJ_EXPORT;
+  *in = (inst){.cls = ex ? "Msvm_VirtualSystemReferencePointExportJob" : "Msvm_ConcreteJob"};
+  put(in, "InstanceID", "string", true, j->id);
+  put(in, "Name", "string", false, ex ? "Export reference point" : "Create reference point");
+  put(in, "JobState", "uint16", false, st);
+  put(in, "JobType", "uint16", false, ty);
+  put(in, "PercentComplete", "uint16", false, pc);
+  put(in, "ErrorCode", "uint16", false, ec);
+  put(in, "ErrorDescription", "string", false, j->desc);
+  put(in, "Cancellable", "boolean", false, ex ? "TRUE" : "FALSE");
+  put(in, "TimeBeforeRemoval", "datetime", false, "00000000000500.000000:000");
+  if (ex) {
+    put(in, "ExportDirectory", "string", false, j->export_dir);
+    put(in, "VirtualMachineId", "string", false, j->vs_id);
+    put(in, "ReferencePointId", "string", false, j->rp_id);
+    put(in, "BaseReferencePointId", "string", false, j->base_id);
+    put_arr(in, "ExportedDisks", "string", j->disks, j->n);
+    put_arr(in, "ExportedLogFilePaths", "string", j->files, j->n);
+    put(in, "ExportedConfigFilePath", "string", false, j->config);
+    put(in, "ExportedRuntimeFilePath", "string", false, j->runtime);
+  }
 }
 
 static void w_ns(cim_buf *b)
@@ -182,7 +213,7 @@ typedef struct mdecl {
 
 typedef struct cdecl_ {
   const char *name, *super;
-  pdecl props[12];
+  pdecl props[20];
   const char *keys[3];
   mdecl methods[6];
 } cdecl_;
@@ -223,6 +254,22 @@ static const cdecl_ classes[] = {
       {"RemoveAssociatedData",
        {{"AffectedReferencePoint", "ref:Msvm_VirtualSystemReferencePoint", false, true},
         {"Job", "ref:CIM_ConcreteJob", false, false, true}}}}},
+#define JOB_PROPS                                                                                  \
+  {"InstanceID", "string"}, {"Name", "string"}, {"JobState", "uint16"}, {"JobType", "uint16"},       \
+      {"PercentComplete", "uint16"}, {"ErrorCode", "uint16"}, {"ErrorDescription", "string"},      \
+      {"Cancellable", "boolean"}, {"TimeBeforeRemoval", "datetime"}
+#define JOB_METHODS                                                                                \
+  {{"GetError", {{"Error", "string", false, false, true}}},                                        \
+   {"RequestStateChange",                                                                          \
+    {{"RequestedState", "uint16", false, true}, {"TimeoutPeriod", "datetime", false, true},        \
+     {"Job", "ref:CIM_ConcreteJob", false, false, true}}}}
+    {"Msvm_ConcreteJob", "CIM_ConcreteJob", {JOB_PROPS}, {"InstanceID"}, JOB_METHODS},
+    {"Msvm_VirtualSystemReferencePointExportJob", "Msvm_ConcreteJob",
+     {JOB_PROPS, {"ExportDirectory", "string"}, {"VirtualMachineId", "string"},
+      {"ReferencePointId", "string"}, {"BaseReferencePointId", "string"},
+      {"ExportedDisks", "string", true}, {"ExportedLogFilePaths", "string", true},
+      {"ExportedConfigFilePath", "string"}, {"ExportedRuntimeFilePath", "string"}},
+     {"InstanceID"}, JOB_METHODS},
 };
 
 static const cdecl_ *find_class(const char *n)
@@ -241,7 +288,7 @@ static void w_qual(cim_buf *b, const char *q)
 static void w_class(cim_buf *b, const cdecl_ *c)
 {
   cim_buf_addf(b, "<CLASS NAME=\"%s\" SUPERCLASS=\"%s\">", c->name, c->super);
-  for (size_t i = 0; i < 12 && c->props[i].name; i++) {
+  for (size_t i = 0; i < 20 && c->props[i].name; i++) {
     const pdecl *p = &c->props[i];
     cim_buf_addf(b, "<PROPERTY%s NAME=\"%s\" TYPE=\"%s\">", p->array ? ".ARRAY" : "", p->name, p->type);
     for (int k = 0; k < 3 && c->keys[k]; k++)
@@ -329,6 +376,16 @@ static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
       rp_inst(&(*out)[i], l[i]);
     *n = k;
     rp_point_list_free(l, k);
+  } else if (!strcasecmp(cls, "Msvm_ConcreteJob") ||
+             !strcasecmp(cls, "Msvm_VirtualSystemReferencePointExportJob")) {
+    bool only_export = strcasecmp(cls, "Msvm_ConcreteJob") != 0;
+    djob_view *v;
+    size_t k = djob_list(&v);
+    *out = calloc(k ? k : 1, sizeof **out);
+    for (size_t i = 0; i < k; i++)
+      if (!only_export || v[i].type == DJ_EXPORT)
+        job_inst(&(*out)[(*n)++], &v[i]);
+    djob_views_free(v, k);
   } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePointService")) {
     *out = calloc(1, sizeof **out);
     svc_inst(&(*out)[0]);
@@ -359,6 +416,29 @@ static int associated(rp_ctx *ctx, const cim_objpath *obj, const char *assoc, co
 {
   *out = NULL;
   *n = 0;
+  if (!strcasecmp(obj->classname, "Msvm_ConcreteJob") ||
+      !strcasecmp(obj->classname, "Msvm_VirtualSystemReferencePointExportJob")) {
+    /* Msvm_AffectedJobElement: the RP a job created (ElementEffects 5) or exported */
+    if (assoc && *assoc && strcasecmp(assoc, "Msvm_AffectedJobElement") &&
+        strcasecmp(assoc, "CIM_AffectedJobElement"))
+      return 0;
+    if (result && *result && strcasecmp(result, "Msvm_VirtualSystemReferencePoint") &&
+        strcasecmp(result, "CIM_ManagedElement"))
+      return 0;
+    const char *id = cim_objpath_key(obj, "InstanceID");
+    djob_view v;
+    if (!id || djob_get(id, &v) < 0)
+      return cim_fail(r, 6, "no such job");
+    rp_point_info *p = NULL;
+    if (v.rp_id && rp_point_get(ctx, v.rp_id, &p) == 0) {
+      *out = calloc(1, sizeof **out);
+      rp_inst(&(*out)[0], p);
+      *n = 1;
+      rp_point_info_free(p);
+    }
+    djob_view_clear(&v);
+    return 0;
+  }
   if (assoc && *assoc && strcasecmp(assoc, "Msvm_ReferencePointOfVirtualSystem") &&
       strcasecmp(assoc, "CIM_Dependency"))
     return 0;
@@ -606,9 +686,67 @@ static void w_return(reply *r, uint32_t code)
   cim_buf_addf(&r->body, "<RETURNVALUE PARAMTYPE=\"uint32\"><VALUE>%u</VALUE></RETURNVALUE>", code);
 }
 
+static int job_started(reply *r, const char *id, const char *cls)
+{
+  inst j = {.cls = cls};
+  put(&j, "InstanceID", "string", true, id);
+  w_return(r, 4096);
+  cim_buf_add(&r->body, "<PARAMVALUE NAME=\"Job\" PARAMTYPE=\"reference\">");
+  w_ref(&r->body, &j);
+  cim_buf_add(&r->body, "</PARAMVALUE>");
+  inst_clear(&j);
+  return 0;
+}
+
+/* GetError and RequestStateChange of a job */
+static int job_method(const cim_request *q, reply *r)
+{
+  const char *id = cim_objpath_key(q->target, "InstanceID");
+  djob_view v;
+  if (!id || djob_get(id, &v) < 0)
+    return cim_fail(r, 6, "no such job");
+  int rc = 0;
+  if (!strcmp(q->method, "GetError")) {
+    w_return(r, 0);
+    if (v.state == 10 || v.state == 8) {
+      /* Error: an embedded Msvm_Error instance as CIM-XML text */
+      cim_buf e = {0};
+      char code[16];
+      snprintf(code, sizeof code, "%u", v.error_code);
+      cim_buf_add(&e, "<INSTANCE CLASSNAME=\"Msvm_Error\"><PROPERTY NAME=\"ErrorType\" TYPE=\"uint16\">"
+                      "<VALUE>4</VALUE></PROPERTY><PROPERTY NAME=\"MessageID\" TYPE=\"string\"><VALUE>");
+      cim_buf_add(&e, code);
+      cim_buf_add(&e, "</VALUE></PROPERTY><PROPERTY NAME=\"Message\" TYPE=\"string\"><VALUE>");
+      cim_buf_esc(&e, v.desc);
+      cim_buf_add(&e, "</VALUE></PROPERTY><PROPERTY NAME=\"PerceivedSeverity\" TYPE=\"uint16\">"
+                      "<VALUE>5</VALUE></PROPERTY><PROPERTY NAME=\"CIMStatusCode\" TYPE=\"uint32\">"
+                      "<VALUE>1</VALUE></PROPERTY></INSTANCE>");
+      cim_buf_add(&r->body, "<PARAMVALUE NAME=\"Error\" PARAMTYPE=\"string\"><VALUE>");
+      cim_buf_esc(&r->body, e.s);
+      cim_buf_add(&r->body, "</VALUE></PARAMVALUE>");
+      cim_buf_free(&e);
+    }
+  } else if (!strcmp(q->method, "RequestStateChange")) {
+    const cim_param *rs = cim_request_param(q, "RequestedState");
+    int want = rs && rs->n_values ? atoi(rs->values[0]) : 0;
+    if (want != 4 && want != 5)
+      w_return(r, 5); /* only Terminate and Kill */
+    else {
+      int c = djob_cancel(id);
+      w_return(r, c == 0 ? 0 : 4097); /* 4097: not running any more */
+    }
+  } else
+    rc = cim_fail(r, 17, "no method %s on jobs", q->method);
+  djob_view_clear(&v);
+  return rc;
+}
+
 static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
 {
   const char *m = q->method;
+  if (!strcasecmp(q->target->classname, "Msvm_ConcreteJob") ||
+      !strcasecmp(q->target->classname, "Msvm_VirtualSystemReferencePointExportJob"))
+    return job_method(q, r);
   if (strcasecmp(q->target->classname, "Msvm_VirtualSystemReferencePointService"))
     return cim_fail(r, 7, "class %s has no method %s", q->target->classname, m);
   const char *rp_key = NULL;
@@ -633,20 +771,27 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
         level = (uint16_t)atoi(cl->values[0]);
       cim_instance_free(in);
     }
-    rp_point_info *p;
-    if (rp_point_create(ctx, vs, type, level, NULL, &p) < 0) {
+    /* parameters are checked now; the work runs in a job */
+    if (type != 1 && type != 2) {
+      w_return(r, 1);
+      return 0;
+    }
+    if (level != 1 && level != 2) {
+      w_return(r, 4);
+      return 0;
+    }
+    rp_vs_info *vsi;
+    if (rp_vs_get(ctx, vs, &vsi) < 0) {
       w_return(r, rp_err_cim_code(rp_last_error()->code));
       return 0;
     }
-    inst in;
-    rp_inst(&in, p);
-    w_return(r, 0);
-    cim_buf_add(&r->body, "<PARAMVALUE NAME=\"ResultingReferencePoint\" PARAMTYPE=\"reference\">");
-    w_ref(&r->body, &in);
-    cim_buf_add(&r->body, "</PARAMVALUE>");
-    inst_clear(&in);
-    rp_point_info_free(p);
-    return 0;
+    rp_vs_info_free(vsi);
+    char id[37];
+    if (djob_create(state_dir, vs, type, level, id) < 0) {
+      w_return(r, 2);
+      return 0;
+    }
+    return job_started(r, id, "Msvm_ConcreteJob");
   }
   if (!strcmp(m, "ExportReferencePoint")) {
     ref = ref_param(q, "ReferencePoint");
@@ -690,8 +835,21 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
       }
     }
     o.base_rp = base_id;
-    int rc = rp_export(ctx, rp_key, dir, &o, NULL, NULL);
-    w_return(r, rc < 0 ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+    /* check what can be checked at once; the export runs in a job */
+    rp_point_info *p;
+    int rc = rp_point_get(ctx, rp_key, &p);
+    if (rc == 0) {
+      rp_point_info_free(p);
+      if (base_id && (rc = rp_point_get(ctx, base_id, &p)) == 0)
+        rp_point_info_free(p);
+    }
+    char id[37];
+    if (rc < 0)
+      w_return(r, rp_err_hyperv_code(rp_last_error()->code));
+    else if (djob_export(state_dir, rp_key, dir, base_id, (char *const *)o.disks, o.n_disks, id) < 0)
+      w_return(r, 32768);
+    else
+      job_started(r, id, "Msvm_VirtualSystemReferencePointExportJob");
     free(base_id);
     cim_instance_free(in);
     return 0;

@@ -1,0 +1,287 @@
+/* jobs.c — see jobs.h. A job's thread opens its own rp_ctx (one per
+ * thread, as librefpoint requires), runs the operation with an rp_job for
+ * progress and cancellation, and records the outcome under the table lock. */
+#define _GNU_SOURCE 1
+#include "jobs.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <strings.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define KEEP_SECONDS 300 /* TimeBeforeRemoval: 5 minutes */
+
+typedef struct djob {
+  djob_view v;
+  rp_job *job;
+  char *state_dir, *arg_vs, *arg_rp, *arg_dir, *arg_base;
+  char **arg_disks;
+  size_t arg_n;
+  uint16_t type, level;
+  struct djob *next;
+} djob;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static djob *jobs;
+
+static char *dup(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
+
+static void uuid(char out[37])
+{
+  FILE *f = fopen("/dev/urandom", "re");
+  unsigned char b[16] = {0};
+  if (f) {
+    if (fread(b, 1, 16, f) != 16)
+      abort();
+    fclose(f);
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+}
+
+static void progress(void *user, uint64_t done, uint64_t total)
+{
+  djob *j = user;
+  pthread_mutex_lock(&lock);
+  j->v.percent = total ? (int)(done * 100 / total) : 0;
+  if (j->v.percent > 99)
+    j->v.percent = 99; /* 100 once the export has landed */
+  pthread_mutex_unlock(&lock);
+}
+
+static void finish(djob *j, int rc, uint32_t code)
+{
+  pthread_mutex_lock(&lock);
+  j->v.end = (int64_t)time(NULL);
+  if (rc == 0) {
+    j->v.state = 7;
+    j->v.percent = 100;
+  } else {
+    const rp_error *e = rp_last_error();
+    j->v.state = e->code == RP_E_CANCELLED ? 8 : 10;
+    j->v.error_code = code;
+    snprintf(j->v.desc, sizeof j->v.desc, "%s: %s", rp_err_sentence(e->code), e->message);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+static void *run(void *arg)
+{
+  djob *j = arg;
+  rp_ctx *ctx = rp_open(j->state_dir);
+  if (!ctx) {
+    finish(j, -1, j->v.type == DJ_CREATE ? 2 : 32768);
+    return NULL;
+  }
+  if (j->v.type == DJ_CREATE) {
+    rp_point_info *p;
+    int rc = rp_point_create(ctx, j->arg_vs, j->type, j->level, j->job, &p);
+    if (rc == 0) {
+      pthread_mutex_lock(&lock);
+      j->v.rp_id = dup(p->instance_id);
+      j->v.vs_id = dup(p->virtual_system_identifier);
+      pthread_mutex_unlock(&lock);
+      rp_point_info_free(p);
+    }
+    finish(j, rc, rc ? rp_err_cim_code(rp_last_error()->code) : 0);
+  } else {
+    rp_export_opts o = {.base_rp = j->arg_base, .disks = (const char *const *)j->arg_disks,
+                        .n_disks = j->arg_n};
+    rp_export_result *res;
+    int rc = rp_export(ctx, j->arg_rp, j->arg_dir, &o, j->job, &res);
+    if (rc == 0) {
+      pthread_mutex_lock(&lock);
+      j->v.rp_id = dup(res->rp_id);
+      j->v.vs_id = dup(res->vs_id);
+      j->v.base_id = dup(res->base_rp_id);
+      j->v.export_path = dup(res->export_path);
+      j->v.config = dup(res->config_file);
+      j->v.runtime = dup(res->runtime_file);
+      j->v.n = res->n_disks;
+      j->v.disks = calloc(res->n_disks + 1, sizeof(char *));
+      j->v.files = calloc(res->n_disks + 1, sizeof(char *));
+      for (size_t i = 0; i < res->n_disks; i++) {
+        j->v.disks[i] = dup(res->disk_ids[i]);
+        j->v.files[i] = dup(res->disk_files[i]);
+      }
+      pthread_mutex_unlock(&lock);
+      rp_export_result_free(res);
+    }
+    finish(j, rc, rc ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+  }
+  rp_close(ctx);
+  return NULL;
+}
+
+static int start(djob *j, char id[37])
+{
+  uuid(j->v.id);
+  j->v.state = 4;
+  j->v.start = (int64_t)time(NULL);
+  j->job = rp_job_new(progress, j);
+  pthread_mutex_lock(&lock);
+  j->next = jobs;
+  jobs = j;
+  pthread_mutex_unlock(&lock);
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &a, run, j) != 0) {
+    pthread_attr_destroy(&a);
+    finish(j, -1, 32768);
+    return -1;
+  }
+  pthread_attr_destroy(&a);
+  memcpy(id, j->v.id, 37);
+  return 0;
+}
+
+int djob_create(const char *state_dir, const char *vs, uint16_t type, uint16_t level, char id[37])
+{
+  djob *j = calloc(1, sizeof *j);
+  j->v.type = DJ_CREATE;
+  j->state_dir = dup(state_dir);
+  j->arg_vs = dup(vs);
+  j->v.vs_id = NULL;
+  j->type = type;
+  j->level = level;
+  return start(j, id);
+}
+
+int djob_export(const char *state_dir, const char *rp, const char *dir, const char *base,
+                char *const *disks, size_t n, char id[37])
+{
+  djob *j = calloc(1, sizeof *j);
+  j->v.type = DJ_EXPORT;
+  j->state_dir = dup(state_dir);
+  j->arg_rp = dup(rp);
+  j->arg_dir = dup(dir);
+  j->arg_base = dup(base);
+  j->v.export_dir = dup(dir);
+  j->arg_disks = calloc(n + 1, sizeof(char *));
+  for (size_t i = 0; i < n; i++)
+    j->arg_disks[i] = dup(disks[i]);
+  j->arg_n = n;
+  return start(j, id);
+}
+
+static void copy_view(djob_view *o, const djob_view *v)
+{
+  *o = *v;
+  o->rp_id = dup(v->rp_id);
+  o->vs_id = dup(v->vs_id);
+  o->base_id = dup(v->base_id);
+  o->export_dir = dup(v->export_dir);
+  o->export_path = dup(v->export_path);
+  o->config = dup(v->config);
+  o->runtime = dup(v->runtime);
+  o->disks = calloc(v->n + 1, sizeof(char *));
+  o->files = calloc(v->n + 1, sizeof(char *));
+  for (size_t i = 0; i < v->n; i++) {
+    o->disks[i] = dup(v->disks[i]);
+    o->files[i] = dup(v->files[i]);
+  }
+}
+
+void djob_view_clear(djob_view *v)
+{
+  free(v->rp_id);
+  free(v->vs_id);
+  free(v->base_id);
+  free(v->export_dir);
+  free(v->export_path);
+  free(v->config);
+  free(v->runtime);
+  for (size_t i = 0; i < v->n; i++) {
+    free(v->disks[i]);
+    free(v->files[i]);
+  }
+  free(v->disks);
+  free(v->files);
+  memset(v, 0, sizeof *v);
+}
+
+void djob_views_free(djob_view *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    djob_view_clear(&v[i]);
+  free(v);
+}
+
+/* drops jobs that ended more than KEEP_SECONDS ago; call with the lock held */
+static void expire(void)
+{
+  int64_t now = (int64_t)time(NULL);
+  for (djob **pp = &jobs; *pp;) {
+    djob *j = *pp;
+    if (j->v.end && now - j->v.end > KEEP_SECONDS) {
+      *pp = j->next;
+      djob_view_clear(&j->v);
+      rp_job_free(j->job);
+      free(j->state_dir);
+      free(j->arg_vs);
+      free(j->arg_rp);
+      free(j->arg_dir);
+      free(j->arg_base);
+      for (size_t i = 0; i < j->arg_n; i++)
+        free(j->arg_disks[i]);
+      free(j->arg_disks);
+      free(j);
+    } else
+      pp = &j->next;
+  }
+}
+
+size_t djob_list(djob_view **out)
+{
+  pthread_mutex_lock(&lock);
+  expire();
+  size_t n = 0;
+  for (djob *j = jobs; j; j = j->next)
+    n++;
+  *out = calloc(n ? n : 1, sizeof **out);
+  size_t i = 0;
+  for (djob *j = jobs; j; j = j->next)
+    copy_view(&(*out)[i++], &j->v);
+  pthread_mutex_unlock(&lock);
+  return n;
+}
+
+int djob_get(const char *id, djob_view *out)
+{
+  int rc = -1;
+  pthread_mutex_lock(&lock);
+  expire();
+  for (djob *j = jobs; j; j = j->next)
+    if (!strcasecmp(j->v.id, id)) {
+      copy_view(out, &j->v);
+      rc = 0;
+      break;
+    }
+  pthread_mutex_unlock(&lock);
+  return rc;
+}
+
+int djob_cancel(const char *id)
+{
+  int rc = -1;
+  pthread_mutex_lock(&lock);
+  for (djob *j = jobs; j; j = j->next)
+    if (!strcasecmp(j->v.id, id)) {
+      rc = j->v.state == 4 ? 0 : 1;
+      if (rc == 0)
+        rp_job_cancel(j->job);
+      break;
+    }
+  pthread_mutex_unlock(&lock);
+  return rc;
+}

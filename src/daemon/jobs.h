@@ -1,0 +1,34 @@
+/* jobs.h — asynchronous jobs of refpointd (Msvm_ConcreteJob and
+ * Msvm_VirtualSystemReferencePointExportJob): one thread per running job,
+ * a table shared by all connections, views copied out under a lock.
+ * Jobs live in memory: a daemon restart forgets them (not yet in the store). */
+#ifndef RP_DJOBS_H
+#define RP_DJOBS_H
+#include "refpoint.h"
+
+enum { DJ_CREATE = 201, DJ_EXPORT = 203 };
+
+typedef struct djob_view {
+  char id[37];
+  int type;          /* JobType: 201 create, 203 export */
+  int state;         /* JobState: 4 running, 7 completed, 8 terminated, 10 exception */
+  int percent;
+  uint32_t error_code; /* 0 or the method's return code */
+  char desc[1400];
+  int64_t start, end; /* unix seconds; end 0 while running */
+  char *rp_id, *vs_id, *base_id, *export_dir, *export_path, *config, *runtime;
+  size_t n;
+  char **disks, **files;
+} djob_view;
+
+/* Start a job; its InstanceID goes to id. Return 0, or -1 (no thread). */
+int djob_create(const char *state_dir, const char *vs, uint16_t type, uint16_t level, char id[37]);
+int djob_export(const char *state_dir, const char *rp, const char *dir, const char *base,
+                char *const *disks, size_t n, char id[37]);
+/* Views of the jobs still kept (finished jobs go 5 minutes after they end). */
+size_t djob_list(djob_view **out);
+int djob_get(const char *id, djob_view *out); /* -1 unknown */
+int djob_cancel(const char *id);               /* -1 unknown; 1 not running */
+void djob_view_clear(djob_view *v);
+void djob_views_free(djob_view *v, size_t n);
+#endif
