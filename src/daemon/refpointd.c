@@ -16,6 +16,12 @@
 #include "request.h"
 
 #include <arpa/inet.h>
+#include <crypt.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <security/pam_appl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <errno.h>
 #include <limits.h>
 #include <microhttpd.h>
@@ -34,6 +40,90 @@
 #define SERVICE_NAME "refpoint"
 
 static const char *state_dir;
+
+/* ---- listeners and who may call ------------------------------------------ */
+
+typedef struct listener {
+  const char *spec;     /* as given */
+  bool unix_socket;     /* access by file mode, principal from SO_PEERCRED */
+  bool tls;
+  struct MHD_Daemon *d;
+} listener;
+
+static enum { AUTH_NONE, AUTH_FILE, AUTH_PAM } auth_kind;
+static const char *auth_arg; /* file path or PAM service */
+static unsigned conn_timeout = 30;
+
+/* "user:hash" lines, hash from crypt(3) (e.g. openssl passwd -6) */
+static bool check_file(const char *user, const char *pass)
+{
+  FILE *f = fopen(auth_arg, "re");
+  if (!f)
+    return false;
+  char line[1024];
+  bool ok = false;
+  while (!ok && fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    char *colon = strchr(line, ':');
+    if (!colon || line[0] == '#')
+      continue;
+    *colon = '\0';
+    if (strcmp(line, user))
+      continue;
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof cd);
+    const char *h = crypt_r(pass, colon + 1, &cd);
+    ok = h && h[0] != '*' && strlen(h) == strlen(colon + 1) && !strcmp(h, colon + 1);
+  }
+  fclose(f);
+  return ok;
+}
+
+static int pam_conv_fn(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
+{
+  struct pam_response *r = calloc((size_t)n, sizeof *r);
+  if (!r)
+    return PAM_BUF_ERR;
+  for (int i = 0; i < n; i++)
+    if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF || msg[i]->msg_style == PAM_PROMPT_ECHO_ON)
+      r[i].resp = strdup((const char *)data);
+  *resp = r;
+  return PAM_SUCCESS;
+}
+
+static bool check_pam(const char *user, const char *pass)
+{
+  struct pam_conv conv = {pam_conv_fn, (void *)pass};
+  pam_handle_t *h = NULL;
+  if (pam_start(auth_arg ? auth_arg : "refpointd", user, &conv, &h) != PAM_SUCCESS)
+    return false;
+  int rc = pam_authenticate(h, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+  if (rc == PAM_SUCCESS)
+    rc = pam_acct_mgmt(h, PAM_SILENT);
+  pam_end(h, rc);
+  return rc == PAM_SUCCESS;
+}
+
+/* true when the caller may proceed; false when a 401 was queued */
+static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Result *ret)
+{
+  if (l->unix_socket || auth_kind == AUTH_NONE)
+    return true;
+  char *pass = NULL;
+  char *user = MHD_basic_auth_get_username_password(c, &pass);
+  bool ok = user && pass && *user && (auth_kind == AUTH_FILE ? check_file(user, pass) : check_pam(user, pass));
+  if (!ok) {
+    fprintf(stderr, "refpointd: authentication failed%s%s\n", user ? " for " : "", user ? user : "");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    *ret = MHD_queue_basic_auth_fail_response(c, "refpointd", resp);
+    MHD_destroy_response(resp);
+  }
+  if (pass)
+    explicit_bzero(pass, strlen(pass));
+  MHD_free(user);
+  MHD_free(pass);
+  return ok;
+}
 static char *export_roots[32];
 static int n_export_roots;
 
@@ -902,11 +992,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
-  (void)cls;
+  const listener *l = cls;
   (void)url;
   (void)version;
   conn *cn = *con_cls;
   if (!cn) {
+    enum MHD_Result aret = MHD_NO;
+    if (!authorized(c, l, &aret))
+      return aret;
     if (strcmp(method, "POST"))
       return send_status(c, 405, NULL);
     const char *op = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "CIMOperation");
@@ -993,20 +1086,135 @@ static void done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_R
 
 static int usage(void)
 {
-  fprintf(stderr, "usage: refpointd [--state-dir DIR] --listen http://127.0.0.1:PORT "
-                  "[--export-root DIR]...\n");
+  fprintf(stderr,
+          "usage: refpointd [--state-dir DIR] [--listen ADDR]... [--auth pam[:SERVICE] | --auth file:PATH]\n"
+          "                 [--cert FILE --key FILE] [--export-root DIR]... [--timeout SECONDS] [--foreground]\n"
+          "  ADDR: unix:PATH (default /run/refpoint/refpointd.sock) | http://HOST:PORT | https://HOST:PORT\n");
   return 2;
+}
+
+static char *slurp(const char *path)
+{
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return NULL;
+  char *b = calloc(1, 1 << 20);
+  size_t n = fread(b, 1, (1 << 20) - 1, f);
+  fclose(f);
+  b[n] = '\0';
+  return b;
+}
+
+static bool is_loopback(const struct sockaddr_in *sa)
+{
+  return (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
+}
+
+static int start_listener(listener *l, const char *cert, const char *key)
+{
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+  if (!strncmp(l->spec, "unix:", 5)) {
+    const char *path = l->spec + 5;
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof su.sun_path) {
+      fprintf(stderr, "refpointd: socket path too long: %s\n", path);
+      return -1;
+    }
+    strcpy(su.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(path);
+    mode_t old = umask(0117); /* rw for owner and group only */
+    int b = bind(fd, (struct sockaddr *)&su, sizeof su);
+    umask(old);
+    if (fd < 0 || b < 0 || listen(fd, 64) < 0) {
+      fprintf(stderr, "refpointd: %s: %s\n", l->spec, strerror(errno));
+      return -1;
+    }
+    l->unix_socket = true;
+    l->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, l, MHD_OPTION_LISTEN_SOCKET, fd,
+                            MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                            MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
+    return l->d ? 0 : -1;
+  }
+  unsigned port;
+  char host[64];
+  bool tls = !strncmp(l->spec, "https://", 8);
+  if (sscanf(l->spec + (tls ? 8 : 7), "%63[^:]:%u", host, &port) != 2 || port > 65535 ||
+      (!tls && strncmp(l->spec, "http://", 7))) {
+    fprintf(stderr, "refpointd: bad --listen %s\n", l->spec);
+    return -1;
+  }
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    fprintf(stderr, "refpointd: %s: give an IPv4 address\n", l->spec);
+    return -1;
+  }
+  if (auth_kind == AUTH_NONE) {
+    fprintf(stderr, "refpointd: %s: TCP listeners need --auth (the unix socket needs none)\n", l->spec);
+    return -1;
+  }
+  if (!tls && !is_loopback(&sa)) {
+    fprintf(stderr, "refpointd: %s: passwords travel only over HTTPS, or plain HTTP on a loopback "
+                    "address\n", l->spec);
+    return -1;
+  }
+  l->tls = tls;
+  if (tls) {
+    char *c = cert ? slurp(cert) : NULL, *k = key ? slurp(key) : NULL;
+    if (!c || !k) {
+      fprintf(stderr, "refpointd: %s needs --cert FILE and --key FILE (readable PEM)\n", l->spec);
+      free(c);
+      free(k);
+      return -1;
+    }
+    l->d = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)port, NULL, NULL, handle, l,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_CERT, c,
+                            MHD_OPTION_HTTPS_MEM_KEY, k, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                            MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
+    return l->d ? 0 : -1; /* cert and key stay referenced by the daemon */
+  }
+  l->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, l, MHD_OPTION_SOCK_ADDR,
+                          (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                          MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
+  return l->d ? 0 : -1;
 }
 
 int main(int argc, char **argv)
 {
-  const char *listen = NULL;
+  listener ls[8];
+  int nl = 0;
+  const char *cert = NULL, *key = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--state-dir") && i + 1 < argc)
       state_dir = argv[++i];
-    else if (!strcmp(argv[i], "--listen") && i + 1 < argc)
-      listen = argv[++i];
-    else if (!strcmp(argv[i], "--export-root") && i + 1 < argc && n_export_roots < 32) {
+    else if (!strcmp(argv[i], "--listen") && i + 1 < argc && nl < 8)
+      ls[nl++] = (listener){.spec = argv[++i]};
+    else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
+      cert = argv[++i];
+    else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+      key = argv[++i];
+    else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+      conn_timeout = (unsigned)atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--auth") && i + 1 < argc) {
+      const char *a = argv[++i];
+      if (!strncmp(a, "file:", 5)) {
+        auth_kind = AUTH_FILE;
+        auth_arg = a + 5;
+        if (access(auth_arg, R_OK) < 0) {
+          fprintf(stderr, "refpointd: password file %s: %s\n", auth_arg, strerror(errno));
+          return 1;
+        }
+      } else if (!strncmp(a, "pam", 3) && (a[3] == '\0' || a[3] == ':')) {
+        auth_kind = AUTH_PAM;
+        auth_arg = a[3] ? a + 4 : "refpointd";
+      } else
+        return usage();
+    } else if (!strcmp(argv[i], "--export-root") && i + 1 < argc && n_export_roots < 32) {
       char real[PATH_MAX];
       if (!realpath(argv[++i], real)) {
         fprintf(stderr, "refpointd: export root %s: %s\n", argv[i], strerror(errno));
@@ -1018,16 +1226,10 @@ int main(int argc, char **argv)
     else
       return usage();
   }
-  unsigned port;
-  char host[64];
-  if (!listen || sscanf(listen, "http://%63[^:]:%u", host, &port) != 2 || port > 65535)
+  if (nl == 0)
+    ls[nl++] = (listener){.spec = "unix:/run/refpoint/refpointd.sock"};
+  if (conn_timeout == 0 || conn_timeout > 3600)
     return usage();
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
-    fprintf(stderr, "refpointd: this version listens on loopback addresses only (127.x.x.x), "
-                    "without authentication\n");
-    return 2;
-  }
   rp_ctx *probe = rp_open(state_dir);
   if (!probe) {
     fprintf(stderr, "refpointd: %s\n", rp_last_error()->message);
@@ -1035,17 +1237,22 @@ int main(int argc, char **argv)
   }
   rp_close(probe);
   signal(SIGPIPE, SIG_IGN);
-  struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-      (uint16_t)port, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, done,
-      NULL, MHD_OPTION_END);
-  if (!d) {
-    fprintf(stderr, "refpointd: cannot listen on %s\n", listen);
-    return 1;
+  for (int i = 0; i < nl; i++) {
+    if (!strncmp(ls[i].spec, "unix:", 5)) {
+      char dir[PATH_MAX];
+      snprintf(dir, sizeof dir, "%s", ls[i].spec + 5);
+      char *sl = strrchr(dir, '/');
+      if (sl && sl != dir) {
+        *sl = '\0';
+        mkdir(dir, 0755);
+      }
+    }
+    if (start_listener(&ls[i], cert, key) < 0) {
+      fprintf(stderr, "refpointd: cannot listen on %s\n", ls[i].spec);
+      return 1;
+    }
+    fprintf(stderr, "refpointd: serving " NS " on %s\n", ls[i].spec);
   }
-  fprintf(stderr, "refpointd: serving " NS " on %s\n", listen);
   sigset_t s;
   sigemptyset(&s);
   sigaddset(&s, SIGINT);
@@ -1053,6 +1260,10 @@ int main(int argc, char **argv)
   sigprocmask(SIG_BLOCK, &s, NULL);
   int sig;
   sigwait(&s, &sig);
-  MHD_stop_daemon(d);
+  for (int i = 0; i < nl; i++)
+    MHD_stop_daemon(ls[i].d);
+  for (int i = 0; i < nl; i++)
+    if (ls[i].unix_socket)
+      unlink(ls[i].spec + 5);
   return 0;
 }

@@ -12,11 +12,18 @@ rp vm add web --disk a.qcow2 >/dev/null
 VM=$(jfield "$(rpj vm show web)" Name)
 mkdir -p "$T/roots/bk"
 PORT=$((20000 + RANDOM % 20000))
-"$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" --export-root "$T/roots" 2>"$T/d.log" &
+command -v openssl >/dev/null || skip "openssl not installed"
+printf 'u:%s\n' "$(openssl passwd -6 'p@ss w,rd')" >"$T/passwd"
+printf '# comment\nother:%s\n' "$(openssl passwd -6 other)" >>"$T/passwd"
+"$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" --listen "unix:$T/d.sock" \
+  --auth "file:$T/passwd" --timeout 3 --export-root "$T/roots" 2>"$T/d.log" &
 DPID=$!
 trap 'rc=$?; kill $DPID 2>/dev/null || true; wait $DPID 2>/dev/null || true; (exit $rc); cleanup' EXIT
 for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
-U=http://127.0.0.1:$PORT/root/virtualization/v2
+[ -S "$T/d.sock" ] || fail "no unix socket"
+# wbemcli splits its URL at ':' and '@', so its user has a plain password
+printf 'w:%s\n' "$(openssl passwd -6 wpass)" >>"$T/passwd"
+U=http://w:wpass@127.0.0.1:$PORT/root/virtualization/v2
 SVC="$U:Msvm_VirtualSystemReferencePointService.CreationClassName=\"Msvm_VirtualSystemReferencePointService\",Name=\"refpoint\""
 
 wbemcli ei "$U:Msvm_ComputerSystem" | grep -q "Name=\"$VM\",ElementName=\"web\"" || fail "ei Msvm_ComputerSystem"
@@ -30,7 +37,7 @@ jobpath() { echo "$1" | grep -o 'Job (reference): [^ ]*' | sed 's/^Job (referenc
 waitjob() { # JOBPATH -> final JobState
   local i st
   for i in $(seq 600); do
-    st=$(wbemcli gi "http://127.0.0.1:$PORT/$1" | grep -o 'JobState=[0-9]*' | cut -d= -f2)
+    st=$(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$1" | grep -o 'JobState=[0-9]*' | cut -d= -f2)
     [ "$st" != 4 ] && { echo "$st"; return; }
     sleep 0.1
   done
@@ -39,17 +46,17 @@ waitjob() { # JOBPATH -> final JobState
 out=$(wbemcli cm "$SVC" "CreateReferencePoint.AffectedSystem=Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\",ReferencePointType=2")
 echo "$out" | grep -q "CreateReferencePoint: 4096" || fail "CreateReferencePoint: $out"
 J=$(jobpath "$out")
-[ "$(waitjob "$J")" = 7 ] || fail "create job did not complete: $(wbemcli gi "http://127.0.0.1:$PORT/$J")"
-wbemcli gi "http://127.0.0.1:$PORT/$J" | grep -q 'JobType=201' || fail "JobType 201"
-R1=$(wbemcli ai -arc Msvm_VirtualSystemReferencePoint "http://127.0.0.1:$PORT/$J" | grep -o 'InstanceID="Microsoft:[^"]*"' | head -n1 | cut -d'"' -f2)
+[ "$(waitjob "$J")" = 7 ] || fail "create job did not complete: $(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J")"
+wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" | grep -q 'JobType=201' || fail "JobType 201"
+R1=$(wbemcli ai -arc Msvm_VirtualSystemReferencePoint "http://w:wpass@127.0.0.1:$PORT/$J" | grep -o 'InstanceID="Microsoft:[^"]*"' | head -n1 | cut -d'"' -f2)
 [ -n "$R1" ] || fail "the created RP is not an associator of its job"
 snap_mirror a 1; rand_writes a $S 10
 wbemcli ei "$U:Msvm_VirtualSystemReferencePoint" | grep -q "InstanceID=\"$R1\"" || fail "ei RPs"
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",ExportDirectory=\"$T/roots/bk\"")
 echo "$out" | grep -q "ExportReferencePoint: 4096" || fail "export: $out"
 J=$(jobpath "$out")
-[ "$(waitjob "$J")" = 7 ] || fail "export job: $(wbemcli gi "http://127.0.0.1:$PORT/$J")"
-wbemcli gi "http://127.0.0.1:$PORT/$J" >"$T/job"
+[ "$(waitjob "$J")" = 7 ] || fail "export job: $(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J")"
+wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" >"$T/job"
 grep -q 'PercentComplete=100' "$T/job" && grep -q 'JobType=203' "$T/job" && grep -q "ReferencePointId=\"$R1\"" "$T/job" || fail "export job properties: $(cat "$T/job")"
 grep -q "ExportedLogFilePaths=\"$T/roots/bk/${R1#Microsoft:}/disk-" "$T/job" || fail "ExportedLogFilePaths: $(cat "$T/job")"
 qemu-img convert -O raw "$T/roots/bk/${R1#Microsoft:}"/disk-*.qcow2 x.raw; cmp x.raw a.1.raw || fail "full export data"
@@ -57,10 +64,10 @@ ok "CreateReferencePoint and a full ExportReferencePoint through wbemcli, data e
 
 J=$(jobpath "$(wbemcli cm "$SVC" "CreateReferencePoint.AffectedSystem=Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\"")")
 [ "$(waitjob "$J")" = 7 ] || fail "second create"
-R2=$(wbemcli ai -arc Msvm_VirtualSystemReferencePoint "http://127.0.0.1:$PORT/$J" | grep -o 'InstanceID="Microsoft:[^"]*"' | head -n1 | cut -d'"' -f2)
+R2=$(wbemcli ai -arc Msvm_VirtualSystemReferencePoint "http://w:wpass@127.0.0.1:$PORT/$J" | grep -o 'InstanceID="Microsoft:[^"]*"' | head -n1 | cut -d'"' -f2)
 snap_mirror a 2; rand_writes a $S 5
 call() { # method params-xml -> response body
-  curl -s -X POST "http://127.0.0.1:$PORT/cimom" -H 'Content-Type: application/xml; charset="utf-8"' \
+  curl -s -u 'u:p@ss w,rd' -X POST "http://127.0.0.1:$PORT/cimom" -H 'Content-Type: application/xml; charset="utf-8"' \
     -H 'CIMOperation: MethodCall' -H "CIMMethod: $1" -H 'CIMObject: root%2Fvirtualization%2Fv2' \
     --data-binary "<?xml version=\"1.0\" encoding=\"utf-8\" ?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"7\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><METHODCALL NAME=\"$1\"><LOCALINSTANCEPATH><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"virtualization\"/><NAMESPACE NAME=\"v2\"/></LOCALNAMESPACEPATH><INSTANCENAME CLASSNAME=\"Msvm_VirtualSystemReferencePointService\"><KEYBINDING NAME=\"CreationClassName\"><KEYVALUE>Msvm_VirtualSystemReferencePointService</KEYVALUE></KEYBINDING><KEYBINDING NAME=\"Name\"><KEYVALUE>refpoint</KEYVALUE></KEYBINDING></INSTANCENAME></LOCALINSTANCEPATH>$2</METHODCALL></SIMPLEREQ></MESSAGE></CIM>"
 }
@@ -92,8 +99,8 @@ ok "incremental ExportReferencePoint with ExportSettingData as MOF and as CIM-XM
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",ExportDirectory=\"$T/roots/bk\"")
 J=$(jobpath "$out")
 [ "$(waitjob "$J")" = 10 ] || fail "failing export job should end in 10"
-wbemcli gi "http://127.0.0.1:$PORT/$J" | grep -q 'ErrorCode=32773' || fail "ErrorCode of the failed job"
-wbemcli cm "http://127.0.0.1:$PORT/$J" GetError | grep -q "already holds a complete export" || fail "GetError"
+wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" | grep -q 'ErrorCode=32773' || fail "ErrorCode of the failed job"
+wbemcli cm "http://w:wpass@127.0.0.1:$PORT/$J" GetError | grep -q "already holds a complete export" || fail "GetError"
 ok "a failed job: JobState 10, ErrorCode, GetError with an embedded Msvm_Error"
 
 # cancel a running export: RequestStateChange(4) -> JobState 8, nothing left
@@ -104,7 +111,7 @@ RB=$(rp rp create big)
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$RB\",ExportDirectory=\"$T/roots/cancel\"")
 J=$(jobpath "$out")
 sleep 0.3
-wbemcli cm "http://127.0.0.1:$PORT/$J" "RequestStateChange.RequestedState=4" | grep -q "RequestStateChange: 0" || echo "note: the export ended before the cancel"
+wbemcli cm "http://w:wpass@127.0.0.1:$PORT/$J" "RequestStateChange.RequestedState=4" | grep -q "RequestStateChange: 0" || echo "note: the export ended before the cancel"
 st=$(waitjob "$J")
 if [ "$st" = 8 ]; then
   [ -z "$(ls -A "$T/roots/cancel" 2>/dev/null)" ] || fail "cancelled export left $(ls -A "$T/roots/cancel")"
@@ -118,7 +125,7 @@ wbemcli ain -ac Msvm_ReferencePointOfVirtualSystem "$U:Msvm_ComputerSystem.Creat
 grep -q "InstanceID=\"$R1\"" "$T/ain" && grep -q "InstanceID=\"$R2\"" "$T/ain" || fail "AssociatorNames of the VM: $(cat "$T/ain")"
 wbemcli ai "$U:Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",VirtualSystemIdentifier=\"$VM\"" | grep -q 'ElementName="web"' || fail "Associators of an RP"
 iquery() { # WQL -> response body
-  curl -s -X POST "http://127.0.0.1:$PORT/cimom" -H 'CIMOperation: MethodCall' -H 'CIMMethod: ExecQuery' \
+  curl -s -u 'u:p@ss w,rd' -X POST "http://127.0.0.1:$PORT/cimom" -H 'CIMOperation: MethodCall' -H 'CIMMethod: ExecQuery' \
     --data-binary "<?xml version=\"1.0\"?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"9\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"ExecQuery\"><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"virtualization\"/><NAMESPACE NAME=\"v2\"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME=\"QueryLanguage\"><VALUE>WQL</VALUE></IPARAMVALUE><IPARAMVALUE NAME=\"Query\"><VALUE>$1</VALUE></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"
 }
 out=$(iquery "SELECT * FROM Msvm_VirtualSystemReferencePoint WHERE InstanceID = '$R2' AND HasAssociatedData = TRUE")
@@ -149,11 +156,11 @@ set +e; wbemcli ei "$U:Nope_Class" 2>"$T/e"; set -e
 grep -q "(5) CIM_ERR_INVALID_CLASS" "$T/e" || fail "unknown class: $(cat "$T/e")"
 set +e; wbemcli di "$U:Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\"" 2>"$T/e"; set -e
 grep -q "(7) CIM_ERR_NOT_SUPPORTED" "$T/e" || fail "DeleteInstance: $(cat "$T/e")"
-set +e; wbemcli ei "http://127.0.0.1:$PORT/root/other:Msvm_ComputerSystem" 2>"$T/e"; set -e
+set +e; wbemcli ei "http://w:wpass@127.0.0.1:$PORT/root/other:Msvm_ComputerSystem" 2>"$T/e"; set -e
 grep -q "(3) CIM_ERR_INVALID_NAMESPACE" "$T/e" || fail "namespace: $(cat "$T/e")"
 ok "CIM return codes: 32769 outside the roots (symlinks too), 32773, CIM errors 3, 5, 6, 7"
 
-hdr() { curl -s -o /dev/null -D - -X POST "http://127.0.0.1:$PORT/cimom" "$@" | tr -d '\r'; }
+hdr() { curl -s -u 'u:p@ss w,rd' -o /dev/null -D - -X POST "http://127.0.0.1:$PORT/cimom" "$@" | tr -d '\r'; }
 hdr -H 'CIMOperation: MethodCall' --data '<CIM><broken' | grep -q "CIMError: request-not-well-formed" || fail "malformed XML"
 hdr --data 'x' | grep -q "^HTTP/1.1 400" || fail "no CIMOperation"
 hdr -H 'CIMOperation: Other' --data 'x' | grep -q "CIMError: unsupported-operation" || fail "bad CIMOperation"
@@ -168,6 +175,53 @@ echo "$out" | grep -q '<VALUE>4096</VALUE>' || fail "unescaped value: $out"
 [ -f "$T/roots/a&b<c/${R1#Microsoft:}/manifest.json" ] || fail "unescaped path not used verbatim"
 kill -0 $DPID || fail "the daemon died"
 ok "HTTP errors (400 + CIMError, 413, 501 class), XXE refused, wbemcli's unescaped values tolerated"
+
+# authentication: 401 without or with wrong credentials, nothing else said
+noauth=$(curl -s -D - -o "$T/401body" -X POST -H 'CIMOperation: MethodCall' --data x "http://127.0.0.1:$PORT/cimom" | tr -d '\r')
+echo "$noauth" | grep -q "^HTTP/1.1 401" && echo "$noauth" | grep -qi '^WWW-Authenticate: Basic realm="refpointd"' || fail "no 401: $noauth"
+[ ! -s "$T/401body" ] || fail "401 has a body"
+curl -s -o /dev/null -w '%{http_code}' -u 'u:wrong' -X POST -H 'CIMOperation: MethodCall' --data x "http://127.0.0.1:$PORT/cimom" | grep -q 401 || fail "wrong password accepted"
+curl -s -o /dev/null -w '%{http_code}' -u 'nobody:p@ss w,rd' -X POST -H 'CIMOperation: MethodCall' --data x "http://127.0.0.1:$PORT/cimom" | grep -q 401 || fail "unknown user accepted"
+set +e; wbemcli ei "http://w:bad@127.0.0.1:$PORT/root/virtualization/v2:Msvm_ComputerSystem" 2>"$T/e"; rc=$?; set -e
+[ $rc -ne 0 ] || fail "wbemcli with a bad password succeeded"
+ok "Basic authentication with a crypt(3) password file: 401 and WWW-Authenticate, no detail"
+
+# the unix socket: no password, file mode 0660
+[ "$(stat -c %a "$T/d.sock")" = 660 ] || fail "socket mode $(stat -c %a "$T/d.sock")"
+out=$(curl -s --unix-socket "$T/d.sock" -X POST http://localhost/cimom -H 'CIMOperation: MethodCall' --data-binary "<?xml version=\"1.0\"?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"3\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"EnumerateInstanceNames\"><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"virtualization\"/><NAMESPACE NAME=\"v2\"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME=\"ClassName\"><CLASSNAME NAME=\"Msvm_ComputerSystem\"/></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>")
+echo "$out" | grep -q "<KEYVALUE VALUETYPE=\"string\">$VM</KEYVALUE>" || fail "unix socket: $out"
+ok "unix socket served without a password"
+
+# slow-loris: a client that never finishes its headers is dropped after --timeout,
+# and others are served meanwhile
+exec 7<>/dev/tcp/127.0.0.1/$PORT
+printf 'POST /cimom HTTP/1.1\r\nHost: x\r\n' >&7
+t0=$SECONDS
+wbemcli ein "$U:Msvm_ComputerSystem" | grep -q "$VM" || fail "served while a slow client hangs"
+timeout 10 cat <&7 >/dev/null || true
+exec 7<&- 7>&-
+[ $((SECONDS - t0)) -le 8 ] || fail "slow client kept for $((SECONDS - t0)) s"
+ok "a half-sent request is dropped after the timeout; others are served"
+
+# what refpointd refuses to start with
+set +e
+"$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$((PORT + 1))" 2>"$T/e1"; r1=$?
+"$BUILD/refpointd" --state-dir "$STATE" --auth "file:$T/passwd" --listen "http://0.0.0.0:$((PORT + 1))" 2>"$T/e2"; r2=$?
+"$BUILD/refpointd" --state-dir "$STATE" --auth "file:$T/passwd" --listen "https://127.0.0.1:$((PORT + 1))" 2>"$T/e3"; r3=$?
+set -e
+[ $r1 -ne 0 ] && grep -q "need --auth" "$T/e1" || fail "TCP without auth started: $(cat "$T/e1")"
+[ $r2 -ne 0 ] && grep -q "only over HTTPS" "$T/e2" || fail "plain HTTP on 0.0.0.0 started: $(cat "$T/e2")"
+[ $r3 -ne 0 ] && grep -q "needs --cert" "$T/e3" || fail "HTTPS without a certificate started: $(cat "$T/e3")"
+ok "refused: TCP without --auth, passwords over plain HTTP off loopback, HTTPS without a certificate"
+
+# HTTPS with a self-signed certificate
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 -subj /CN=localhost 2>/dev/null
+"$BUILD/refpointd" --state-dir "$STATE" --auth "file:$T/passwd" --listen "https://127.0.0.1:$((PORT + 2))" \
+  --cert "$T/cert.pem" --key "$T/key.pem" 2>"$T/tls.log" & TPID=$!
+for i in $(seq 50); do curl -sk -o /dev/null "https://127.0.0.1:$((PORT + 2))/" && break; sleep 0.1; done
+wbemcli -noverify ei "https://w:wpass@127.0.0.1:$((PORT + 2))/root/virtualization/v2:Msvm_ComputerSystem" | grep -q "Name=\"$VM\"" || fail "HTTPS: $(cat "$T/tls.log")"
+kill $TPID; wait $TPID || true
+ok "HTTPS with --cert/--key and wbemcli"
 
 # a clean stop, and no sanitizer report in its log (under make test's ASan build)
 kill -TERM $DPID; wait $DPID || fail "refpointd exited with $? on SIGTERM"
