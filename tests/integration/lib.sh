@@ -5,6 +5,7 @@
 # exact content at any reference point is known independently.
 set -eu  # no pipefail: "cmd | grep -q" would fail at random when grep exits early (SIGPIPE)
 BUILD=${REFPOINT_BUILD:?REFPOINT_BUILD not set}
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)   # the source tree
 T=$(mktemp -d /tmp/rpt.XXXXXX)
 STATE=$T/state
 cleanup() {
