@@ -195,6 +195,19 @@ static int rollback_pending(rp_ctx *ctx, const rp_vs_info *vs, rp_rp_rec **rps, 
   return 0;
 }
 
+/* A disk file's signature: any change to its snapshots or bitmaps goes
+ * through a write, which moves mtime/ctime (and a replaced file has another
+ * inode). */
+static char *file_sig(const char *path)
+{
+  struct stat st;
+  if (stat(path, &st) < 0)
+    return NULL;
+  return rp_xasprintf("%llu:%llu:%lld.%09ld:%lld.%09ld", (unsigned long long)st.st_ino,
+                      (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                      st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+}
+
 int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state ***states_out)
 {
   rp_rp_rec **rps = NULL;
@@ -224,6 +237,15 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
 
   for (size_t i = 0; i < vs->n_disks; i++) {
     const rp_disk_info *d = &vs->disks[i];
+    /* a pure read (rp show, rp list, enumerations) may trust a file that
+     * has not changed since it was last found consistent; operations that
+     * act on the images always look */
+    CLEANUP_FREE char *sig = file_sig(d->path);
+    if ((flags & RECON_READ) && !pending && sig) {
+      CLEANUP_FREE char *old = NULL;
+      if (rp_store_disk_sig(ctx->st, d->guid, &old) == 0 && old && !strcmp(old, sig))
+        continue;
+    }
     if (rp_engine_inspect(d->path, &states[i]) < 0) {
       states[i] = NULL;
       if ((flags & RECON_STRICT) || rp_last_error()->code == RP_E_IN_USE)
@@ -232,6 +254,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
       continue;
     }
     rp_image_state *s = states[i];
+    bool found = false;
     if (!s->qcow2_v3 || s->corrupt) {
       rp_err_set(RP_E_DISK_CHANGED, 0, "disk %s (%s) is %s", d->instance_id, d->path,
                  s->corrupt ? "marked corrupt" : "no longer a qcow2 v3 image");
@@ -273,6 +296,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
                            e->bitmap, d->path);
       if (!why)
         continue;
+      found = true;
       e->valid = false;
       free(e->reason);
       e->reason = why;
@@ -300,6 +324,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
             rp_xasprintf("snapshot %s is missing from %s", snap, d->path);
         rp_warnf(ctx, "reference point %s lost its associated data: %s", r->info.instance_id, why);
         r->info.has_associated_data = false;
+        found = true;
         if (rp_store_rp_set_data(ctx->st, r->info.guid, false, why) < 0) {
           rp_epochs_free(ep, nep);
           goto out;
@@ -328,6 +353,11 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
       }
     }
     rp_epochs_free(ep, nep);
+    /* remember the file as consistent: only when this pass found nothing
+     * and changed nothing on it (repairs move the signature anyway) */
+    CLEANUP_FREE char *sig2 = file_sig(d->path);
+    if (!resized && !found && sig2 && sig && !strcmp(sig, sig2))
+      rp_store_disk_set_sig(ctx->st, d->guid, sig);
     if (resized) {
       rp_err_set(RP_E_DISK_CHANGED, 0, "disk %s (%s) was resized from %llu to %llu bytes",
                  d->instance_id, d->path, (unsigned long long)d->virtual_size,
@@ -575,7 +605,7 @@ static void reconcile_for_read(rp_ctx *ctx, const rp_vs_info *vs)
   rp_error saved = *rp_last_error();
   int fd = rp_vs_lock(ctx, vs->name, false, "read");
   if (fd >= 0) {
-    rp_reconcile(ctx, vs, 0, NULL);
+    rp_reconcile(ctx, vs, RECON_READ, NULL);
     rp_vs_unlock(fd);
   }
   *(rp_error *)rp_last_error() = saved;

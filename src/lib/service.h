@@ -12,7 +12,7 @@ struct rp_ctx {
   void *warn_user;
 };
 
-enum { RECON_STRICT = 1, RECON_REPAIR = 2 };
+enum { RECON_STRICT = 1, RECON_REPAIR = 2, RECON_READ = 4 };
 
 /* Takes the per-VS lock (flock on <state>/locks/<guid>.lock), shared or
  * exclusive, without waiting: IN_USE when another operation holds it.

@@ -42,6 +42,8 @@ static const char *migrations[] = {
     "DELETE CASCADE, start_seq INTEGER NOT NULL, end_seq INTEGER NOT NULL DEFAULT -1,"
     " valid INTEGER NOT NULL, reason TEXT);"
     "CREATE INDEX epoch_disk ON epoch(disk, start_seq);",
+    /* 2: what a disk file looked like when it was last found consistent */
+    "ALTER TABLE disk ADD COLUMN checked_sig TEXT;",
 };
 
 int rp_store_open(const char *db_path, rp_store **out)
@@ -275,6 +277,25 @@ int rp_store_vs_delete(rp_store *st, const char *guid)
   if (run(st, prep(st, "DELETE FROM disk WHERE vs=?", "s", guid), "delete disks") < 0)
     return -1;
   return run(st, prep(st, "DELETE FROM vs WHERE guid=?", "s", guid), "delete vs");
+}
+
+int rp_store_disk_sig(rp_store *st, const char *disk_guid, char **sig)
+{
+  sqlite3_stmt *s = prep(st, "SELECT checked_sig FROM disk WHERE guid=?", "s", disk_guid);
+  if (!s)
+    return -1;
+  *sig = NULL;
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW)
+    *sig = col(s, 0);
+  sqlite3_finalize(s);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(st, rc, "disk signature");
+}
+
+int rp_store_disk_set_sig(rp_store *st, const char *disk_guid, const char *sig)
+{
+  return run(st, prep(st, "UPDATE disk SET checked_sig=? WHERE guid=?", "ss", sig, disk_guid),
+             "disk signature");
 }
 
 int64_t rp_store_vs_take_seq(rp_store *st, const char *guid)
