@@ -105,6 +105,65 @@ static bool check_pam(const char *user, const char *pass)
   return rc == PAM_SUCCESS;
 }
 
+/* Verified logins are remembered for 60 s, keyed by user and a seeded hash
+ * of the password (never the password itself), so that a client's every
+ * request does not pay for a SHA-512-crypt or PAM round. */
+#include <pthread.h>
+#include <sys/random.h>
+#include <time.h>
+#include <xxhash.h>
+#define AUTH_CACHE 64
+static struct {
+  char user[128];
+  XXH128_hash_t h;
+  time_t until;
+} auth_cache[AUTH_CACHE];
+static pthread_mutex_t auth_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t auth_seed;
+
+static XXH128_hash_t pw_hash(const char *user, const char *pass)
+{
+  XXH3_state_t *st = XXH3_createState();
+  XXH3_128bits_reset_withSeed(st, auth_seed);
+  XXH3_128bits_update(st, user, strlen(user) + 1);
+  XXH3_128bits_update(st, pass, strlen(pass));
+  XXH128_hash_t h = XXH3_128bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
+static bool cached(const char *user, const char *pass)
+{
+  if (strlen(user) >= 128)
+    return false;
+  XXH128_hash_t h = pw_hash(user, pass);
+  time_t now = time(NULL);
+  bool hit = false;
+  pthread_mutex_lock(&auth_lock);
+  for (int i = 0; i < AUTH_CACHE && !hit; i++)
+    hit = auth_cache[i].until > now && !strcmp(auth_cache[i].user, user) &&
+          XXH128_isEqual(auth_cache[i].h, h);
+  pthread_mutex_unlock(&auth_lock);
+  return hit;
+}
+
+static void remember(const char *user, const char *pass)
+{
+  if (strlen(user) >= 128)
+    return;
+  XXH128_hash_t h = pw_hash(user, pass);
+  time_t now = time(NULL);
+  pthread_mutex_lock(&auth_lock);
+  int slot = 0;
+  for (int i = 0; i < AUTH_CACHE; i++)
+    if (auth_cache[i].until < auth_cache[slot].until)
+      slot = i;
+  snprintf(auth_cache[slot].user, sizeof auth_cache[slot].user, "%s", user);
+  auth_cache[slot].h = h;
+  auth_cache[slot].until = now + 60;
+  pthread_mutex_unlock(&auth_lock);
+}
+
 /* true when the caller may proceed; false when a 401 was queued */
 static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Result *ret)
 {
@@ -112,7 +171,12 @@ static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Res
     return true;
   char *pass = NULL;
   char *user = MHD_basic_auth_get_username_password(c, &pass);
-  bool ok = user && pass && *user && (auth_kind == AUTH_FILE ? check_file(user, pass) : check_pam(user, pass));
+  bool ok = user && pass && *user && cached(user, pass);
+  if (!ok && user && pass && *user) {
+    ok = auth_kind == AUTH_FILE ? check_file(user, pass) : check_pam(user, pass);
+    if (ok)
+      remember(user, pass);
+  }
   if (!ok) {
     fprintf(stderr, "refpointd: authentication failed%s%s\n", user ? " for " : "", user ? user : "");
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -1238,6 +1302,8 @@ int main(int argc, char **argv)
   }
   rp_close(probe);
   signal(SIGPIPE, SIG_IGN);
+  if (getrandom(&auth_seed, sizeof auth_seed, 0) != (ssize_t)sizeof auth_seed)
+    return 1;
   for (int i = 0; i < nl; i++) {
     if (!strncmp(ls[i].spec, "unix:", 5)) {
       char dir[PATH_MAX];
