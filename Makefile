@@ -8,7 +8,7 @@
 #   ASan+UBSan build (build-asan/). make check runs it once, against build/.
 BUILD ?= build
 
-.PHONY: all deps demo test check bench fuzz clean
+.PHONY: all deps demo test check bench bench-daemon fuzz clean
 all: $(BUILD)/build.ninja
 	@ninja -C $(BUILD) >/dev/null
 
@@ -30,6 +30,10 @@ check: deps all
 bench: all
 	@scripts/deps.sh --bench
 	@bench/run.sh
+
+bench-daemon: all
+	@scripts/deps.sh --bench
+	@bench/daemon.sh
 
 fuzz:
 	@scripts/fuzz.sh

@@ -12,7 +12,7 @@ PKGS=(
   util-linux bsdutils procps e2fsprogs bc coreutils
 )
 case "${1:-}" in
-  --bench) PKGS+=(time) ;;
+  --bench) PKGS+=(time wrk) ;;
   --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
 esac
 
