@@ -550,6 +550,60 @@ static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
   return 0;
 }
 
+static bool rp_is_guid(const char *s)
+{
+  if (strlen(s) != 36)
+    return false;
+  for (int i = 0; i < 36; i++)
+    if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]))
+      return false;
+  return true;
+}
+
+static bool same_keys(const inst *in, const cim_objpath *p);
+
+/* GetInstance by key, without listing the class */
+static int get_one(rp_ctx *ctx, const char *cls, const cim_objpath *p, reply *r, inst *out)
+{
+  int found = 0;
+  if (!strcasecmp(cls, "Msvm_ComputerSystem")) {
+    const char *name = cim_objpath_key(p, "Name");
+    rp_vs_info *vs;
+    if (name && rp_is_guid(name) && rp_vs_get(ctx, name, &vs) == 0) {
+      vs_inst(out, vs);
+      rp_vs_info_free(vs);
+      found = 1;
+    }
+  } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePoint")) {
+    const char *id = cim_objpath_key(p, "InstanceID");
+    rp_point_info *pi;
+    if (id && rp_point_get(ctx, id, &pi) == 0) {
+      rp_inst(out, pi);
+      rp_point_info_free(pi);
+      found = 1;
+    }
+  } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePointService")) {
+    svc_inst(out);
+    found = 1;
+  } else {
+    const char *id = cim_objpath_key(p, "InstanceID");
+    djob_view v;
+    if (id && djob_get(id, &v) == 0) {
+      bool ex = v.type == DJ_EXPORT;
+      if (ex || strcasecmp(cls, "Msvm_VirtualSystemReferencePointExportJob")) {
+        job_inst(out, &v);
+        found = 1;
+      }
+      djob_view_clear(&v);
+    }
+  }
+  if (found && !same_keys(out, p)) {
+    inst_clear(out);
+    found = 0;
+  }
+  return found ? 0 : cim_fail(r, 6, "no such instance of %s", cls);
+}
+
 static bool same_keys(const inst *in, const cim_objpath *p)
 {
   for (size_t i = 0; i < in->n; i++)
@@ -761,6 +815,19 @@ static int intrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     cim_buf_add(&r->body, "<IRETURNVALUE>");
     w_class(&r->body, c);
     cim_buf_add(&r->body, "</IRETURNVALUE>");
+    return 0;
+  }
+  if (gi) {
+    const cim_param *ip = cim_request_param(q, "InstanceName");
+    if (!ip || !ip->ref)
+      return cim_fail(r, 4, "GetInstance needs an InstanceName");
+    inst one;
+    if (get_one(ctx, c->name, ip->ref, r, &one) < 0)
+      return -1;
+    cim_buf_add(&r->body, "<IRETURNVALUE>");
+    w_inst(&r->body, &one);
+    cim_buf_add(&r->body, "</IRETURNVALUE>");
+    inst_clear(&one);
     return 0;
   }
   inst *l;
@@ -1043,6 +1110,22 @@ typedef struct conn {
   bool too_big;
 } conn;
 
+/* One rp_ctx per connection thread, kept for the thread's life (librefpoint
+ * contexts are single-threaded; opening one per request cost a third of a
+ * GetInstance). */
+static pthread_key_t ctx_key;
+static void ctx_free(void *p)
+{
+  rp_close(p);
+}
+static rp_ctx *thread_ctx(void)
+{
+  rp_ctx *c = pthread_getspecific(ctx_key);
+  if (!c && (c = rp_open(state_dir)))
+    pthread_setspecific(ctx_key, c);
+  return c;
+}
+
 static enum MHD_Result send_status(struct MHD_Connection *c, unsigned code, const char *cimerror)
 {
   struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -1101,16 +1184,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (strcasecmp(q->nspace, NS))
     cim_fail(&r, 3, "namespace %s is not served (use " NS ")", q->nspace);
   else {
-    rp_ctx *ctx = rp_open(state_dir);
+    rp_ctx *ctx = thread_ctx();
     if (!ctx)
       cim_fail(&r, 1, "%s", rp_last_error()->message);
-    else {
-      if (q->intrinsic)
-        intrinsic(ctx, q, &r);
-      else
-        extrinsic(ctx, q, &r);
-      rp_close(ctx);
-    }
+    else if (q->intrinsic)
+      intrinsic(ctx, q, &r);
+    else
+      extrinsic(ctx, q, &r);
   }
   cim_buf out = {0};
   cim_buf_add(&out, "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\">"
@@ -1304,6 +1384,7 @@ int main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
   if (getrandom(&auth_seed, sizeof auth_seed, 0) != (ssize_t)sizeof auth_seed)
     return 1;
+  pthread_key_create(&ctx_key, ctx_free);
   for (int i = 0; i < nl; i++) {
     if (!strncmp(ls[i].spec, "unix:", 5)) {
       char dir[PATH_MAX];

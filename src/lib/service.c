@@ -216,6 +216,22 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
   int rc = -1;
   bool in_tx = false;
 
+  if (flags & RECON_READ) {
+    /* every disk unchanged since it was last found consistent: nothing to
+     * look at (a half-made RP of a dead process would have changed its
+     * file; a live one holds the exclusive lock, so reads skip us) */
+    bool all_same = true;
+    for (size_t i = 0; i < vs->n_disks && all_same; i++) {
+      CLEANUP_FREE char *sg = file_sig(vs->disks[i].path);
+      CLEANUP_FREE char *old = NULL;
+      all_same = sg && rp_store_disk_sig(ctx->st, vs->disks[i].guid, &old) == 0 && old &&
+                 !strcmp(old, sg);
+    }
+    if (all_same) {
+      rc = 0;
+      goto out;
+    }
+  }
   if (rp_store_rp_list(ctx->st, vs->name, &rps, &nrp) < 0)
     goto out;
   bool pending = false;
@@ -379,7 +395,49 @@ out:
   return rc;
 }
 
-int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r)
+/* Epochs of the disks of one VS, loaded once for many RPs. */
+typedef struct epoch_cache {
+  size_t n;
+  char **disk;
+  rp_epoch **ep;
+  size_t *nep;
+} epoch_cache;
+
+static void epoch_cache_free(epoch_cache *c)
+{
+  for (size_t i = 0; i < c->n; i++) {
+    free(c->disk[i]);
+    rp_epochs_free(c->ep[i], c->nep[i]);
+  }
+  free(c->disk);
+  free(c->ep);
+  free(c->nep);
+  memset(c, 0, sizeof *c);
+}
+
+static int epochs_of(rp_ctx *ctx, epoch_cache *c, const char *disk, rp_epoch **ep, size_t *n)
+{
+  for (size_t i = 0; c && i < c->n; i++)
+    if (!strcmp(c->disk[i], disk)) {
+      *ep = c->ep[i];
+      *n = c->nep[i];
+      return 0;
+    }
+  if (rp_store_epochs(ctx->st, disk, ep, n) < 0)
+    return -1;
+  if (c) {
+    c->disk = rp_xrealloc(c->disk, (c->n + 1) * sizeof *c->disk);
+    c->ep = rp_xrealloc(c->ep, (c->n + 1) * sizeof *c->ep);
+    c->nep = rp_xrealloc(c->nep, (c->n + 1) * sizeof *c->nep);
+    c->disk[c->n] = rp_xstrdup(disk);
+    c->ep[c->n] = *ep;
+    c->nep[c->n] = *n;
+    c->n++;
+  }
+  return 0;
+}
+
+static int fill_tracking(rp_ctx *ctx, rp_rp_rec *r, epoch_cache *cache)
 {
   rp_point_info *p = &r->info;
   p->change_tracking_valid = true;
@@ -388,7 +446,7 @@ int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r)
   for (size_t i = 0; i < p->n_disks && p->change_tracking_valid; i++) {
     rp_epoch *ep;
     size_t n;
-    if (rp_store_epochs(ctx->st, r->disk_guids[i], &ep, &n) < 0)
+    if (epochs_of(ctx, cache, r->disk_guids[i], &ep, &n) < 0)
       return -1;
     const rp_epoch *e = NULL;
     for (size_t k = 0; k < n; k++)
@@ -401,9 +459,15 @@ int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r)
       p->change_tracking_valid = false;
       p->tracking_reason = rp_xstrdup(e->reason ? e->reason : "change tracking lost");
     }
-    rp_epochs_free(ep, n);
+    if (!cache)
+      rp_epochs_free(ep, n);
   }
   return 0;
+}
+
+int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r)
+{
+  return fill_tracking(ctx, r, NULL);
 }
 
 /* ---- virtual systems ---------------------------------------------------- */
@@ -658,14 +722,16 @@ int rp_point_list(rp_ctx *ctx, const char *vs_key, rp_point_info ***out, size_t 
       rc = -1;
       break;
     }
+    epoch_cache cache = {0};
     for (size_t k = 0; k < nrp; k++) {
-      if (strcmp(rps[k]->state, "ready") || rp_fill_tracking(ctx, rps[k]) < 0) {
+      if (strcmp(rps[k]->state, "ready") || fill_tracking(ctx, rps[k], &cache) < 0) {
         rp_rp_rec_free(rps[k]);
         continue;
       }
       res = rp_xrealloc(res, (cnt + 1) * sizeof *res);
       res[cnt++] = rp_rp_rec_take_info(rps[k]);
     }
+    epoch_cache_free(&cache);
     free(rps);
   }
   rp_vs_list_free(vss, nvs);

@@ -66,6 +66,20 @@ int rp_store_open(const char *db_path, rp_store **out)
     rp_store_close(st);
     return -1;
   }
+  /* the common case, an up-to-date store, needs no write lock */
+  {
+    sqlite3_stmt *v;
+    int cur = -1;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &v, NULL) == SQLITE_OK) {
+      if (sqlite3_step(v) == SQLITE_ROW)
+        cur = sqlite3_column_int(v, 0);
+      sqlite3_finalize(v);
+    }
+    if (cur == (int)(sizeof migrations / sizeof *migrations)) {
+      *out = st;
+      return 0;
+    }
+  }
   /* migrations, in one immediate transaction so two openers do not race */
   if (rp_store_begin(st) < 0) {
     rp_store_close(st);
