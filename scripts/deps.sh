@@ -9,7 +9,7 @@ PKGS=(
   qemu-utils libnbd-dev libnbd-bin
   libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev libxml2-dev
   libmicrohttpd-dev sblim-wbemcli curl libpam0g-dev libcrypt-dev openssl
-  util-linux bsdutils procps e2fsprogs bc coreutils
+  util-linux bsdutils procps e2fsprogs bc coreutils valgrind
 )
 case "${1:-}" in
   --bench) PKGS+=(time wrk) ;;
