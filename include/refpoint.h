@@ -211,6 +211,29 @@ int rp_restore(const char *const *export_paths, size_t n, const char *to_dir, rp
                rp_restore_result **out);
 void rp_restore_result_free(rp_restore_result *r);
 
+/* ---- job records (for refpointd: its jobs survive a restart) ------------ */
+
+typedef struct rp_job_record {
+  char id[37];
+  int type;            /* CIM JobType */
+  int state;           /* CIM JobState */
+  int percent;
+  uint32_t error_code;
+  char *description;   /* ErrorDescription, or NULL */
+  int64_t started, ended; /* unix seconds; ended 0 while running */
+  char *detail;        /* the caller's own text (refpointd: JSON), or NULL */
+} rp_job_record;
+
+/* Inserts or replaces the record with r->id. */
+int rp_jobrec_put(rp_ctx *ctx, const rp_job_record *r);
+int rp_jobrec_list(rp_ctx *ctx, rp_job_record **out, size_t *n); /* oldest first */
+int rp_jobrec_delete(rp_ctx *ctx, const char *id);
+void rp_jobrec_list_free(rp_job_record *l, size_t n);
+
+/* Removes what an interrupted export of rp left in export_directory (the
+ * dot-named partial folders of processes that are gone). */
+void rp_export_cleanup(const char *export_directory, const char *rp);
+
 #ifdef __cplusplus
 }
 #endif

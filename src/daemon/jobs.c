@@ -4,6 +4,7 @@
 #define _GNU_SOURCE 1
 #include "jobs.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
@@ -47,6 +48,42 @@ static void uuid(char out[37])
            b[15]);
 }
 
+/* Writes the job's record to the store (its own context: any thread). */
+static void persist(djob *j)
+{
+  json_t *d = json_object(), *disks = json_array(), *files = json_array();
+  pthread_mutex_lock(&lock);
+  rp_job_record r = {.type = j->v.type, .state = j->v.state, .percent = j->v.percent,
+                     .error_code = j->v.error_code, .started = j->v.start, .ended = j->v.end};
+  memcpy(r.id, j->v.id, sizeof r.id);
+  r.description = strdup(j->v.desc);
+#define S(k, v) json_object_set_new(d, k, (v) ? json_string(v) : json_null())
+  S("rp_id", j->v.rp_id);
+  S("vs_id", j->v.vs_id);
+  S("base_id", j->v.base_id);
+  S("export_dir", j->v.export_dir);
+  S("export_path", j->v.export_path);
+  S("config", j->v.config);
+  S("runtime", j->v.runtime);
+  S("arg_rp", j->arg_rp);
+#undef S
+  for (size_t i = 0; i < j->v.n; i++) {
+    json_array_append_new(disks, json_string(j->v.disks[i]));
+    json_array_append_new(files, json_string(j->v.files[i]));
+  }
+  pthread_mutex_unlock(&lock);
+  json_object_set_new(d, "disks", disks);
+  json_object_set_new(d, "files", files);
+  r.detail = json_dumps(d, JSON_COMPACT);
+  json_decref(d);
+  rp_ctx *ctx = rp_open(j->state_dir);
+  if (!ctx || rp_jobrec_put(ctx, &r) < 0)
+    fprintf(stderr, "refpointd: job %s not recorded: %s\n", r.id, rp_last_error()->message);
+  rp_close(ctx);
+  free(r.description);
+  free(r.detail);
+}
+
 static void progress(void *user, uint64_t done, uint64_t total)
 {
   djob *j = user;
@@ -71,6 +108,7 @@ static void finish(djob *j, int rc, uint32_t code)
     snprintf(j->v.desc, sizeof j->v.desc, "%s: %s", rp_err_sentence(e->code), e->message);
   }
   pthread_mutex_unlock(&lock);
+  persist(j);
 }
 
 static void *run(void *arg)
@@ -131,6 +169,7 @@ static int start(djob *j, char id[37])
   j->next = jobs;
   jobs = j;
   pthread_mutex_unlock(&lock);
+  persist(j);
   pthread_t t;
   pthread_attr_t a;
   pthread_attr_init(&a);
@@ -217,13 +256,23 @@ void djob_views_free(djob_view *v, size_t n)
   free(v);
 }
 
-/* drops jobs that ended more than KEEP_SECONDS ago; call with the lock held */
+static char *expired_ids[256];
+static char *expired_dir;
+static int n_expired;
+
+/* drops jobs that ended more than KEEP_SECONDS ago; call with the lock held;
+ * their records are deleted by forget_expired, without the lock */
 static void expire(void)
 {
   int64_t now = (int64_t)time(NULL);
   for (djob **pp = &jobs; *pp;) {
     djob *j = *pp;
     if (j->v.end && now - j->v.end > KEEP_SECONDS) {
+      if (n_expired < 256) {
+        expired_ids[n_expired++] = strdup(j->v.id);
+        if (!expired_dir)
+          expired_dir = dup(j->state_dir);
+      }
       *pp = j->next;
       djob_view_clear(&j->v);
       rp_job_free(j->job);
@@ -241,8 +290,35 @@ static void expire(void)
   }
 }
 
+static void forget_expired(void)
+{
+  char *ids[256];
+  int n;
+  char *dir;
+  pthread_mutex_lock(&lock);
+  n = n_expired;
+  memcpy(ids, expired_ids, sizeof ids);
+  n_expired = 0;
+  dir = expired_dir;
+  expired_dir = NULL;
+  pthread_mutex_unlock(&lock);
+  if (!n) {
+    free(dir);
+    return;
+  }
+  rp_ctx *ctx = rp_open(dir);
+  for (int i = 0; i < n; i++) {
+    if (ctx)
+      rp_jobrec_delete(ctx, ids[i]);
+    free(ids[i]);
+  }
+  rp_close(ctx);
+  free(dir);
+}
+
 size_t djob_list(djob_view **out)
 {
+  forget_expired();
   pthread_mutex_lock(&lock);
   expire();
   size_t n = 0;
@@ -259,6 +335,7 @@ size_t djob_list(djob_view **out)
 int djob_get(const char *id, djob_view *out)
 {
   int rc = -1;
+  forget_expired();
   pthread_mutex_lock(&lock);
   expire();
   for (djob *j = jobs; j; j = j->next)
@@ -284,4 +361,77 @@ int djob_cancel(const char *id)
     }
   pthread_mutex_unlock(&lock);
   return rc;
+}
+
+static char *jstr(json_t *d, const char *k)
+{
+  const char *v = json_string_value(json_object_get(d, k));
+  return v ? strdup(v) : NULL;
+}
+
+int djob_restore(const char *state_dir)
+{
+  rp_ctx *ctx = rp_open(state_dir);
+  if (!ctx)
+    return -1;
+  rp_job_record *l;
+  size_t n;
+  if (rp_jobrec_list(ctx, &l, &n) < 0) {
+    rp_close(ctx);
+    return -1;
+  }
+  int64_t now = (int64_t)time(NULL);
+  for (size_t i = 0; i < n; i++) {
+    rp_job_record *r = &l[i];
+    if (r->ended && now - r->ended > KEEP_SECONDS) {
+      rp_jobrec_delete(ctx, r->id);
+      continue;
+    }
+    djob *j = calloc(1, sizeof *j);
+    memcpy(j->v.id, r->id, sizeof r->id);
+    j->v.type = r->type;
+    j->v.state = r->state;
+    j->v.percent = r->percent;
+    j->v.error_code = r->error_code;
+    snprintf(j->v.desc, sizeof j->v.desc, "%s", r->description ? r->description : "");
+    j->v.start = r->started;
+    j->v.end = r->ended;
+    j->state_dir = dup(state_dir);
+    json_t *d = r->detail ? json_loads(r->detail, 0, NULL) : NULL;
+    j->v.rp_id = jstr(d, "rp_id");
+    j->v.vs_id = jstr(d, "vs_id");
+    j->v.base_id = jstr(d, "base_id");
+    j->v.export_dir = jstr(d, "export_dir");
+    j->v.export_path = jstr(d, "export_path");
+    j->v.config = jstr(d, "config");
+    j->v.runtime = jstr(d, "runtime");
+    j->arg_rp = jstr(d, "arg_rp");
+    json_t *ds = json_object_get(d, "disks"), *fs = json_object_get(d, "files");
+    j->v.n = json_array_size(ds);
+    j->v.disks = calloc(j->v.n + 1, sizeof(char *));
+    j->v.files = calloc(j->v.n + 1, sizeof(char *));
+    for (size_t k = 0; k < j->v.n; k++) {
+      j->v.disks[k] = dup(json_string_value(json_array_get(ds, k)));
+      j->v.files[k] = dup(json_string_value(json_array_get(fs, k)));
+    }
+    json_decref(d);
+    if (j->v.state == 4) {
+      /* it was running when refpointd stopped: it failed, and what it
+       * had written goes */
+      if (j->v.type == DJ_EXPORT && j->v.export_dir && j->arg_rp)
+        rp_export_cleanup(j->v.export_dir, j->arg_rp);
+      j->v.state = 10;
+      j->v.end = now;
+      j->v.error_code = j->v.type == DJ_CREATE ? 2 : 32768;
+      snprintf(j->v.desc, sizeof j->v.desc,
+               "refpointd stopped while this job was running; it did not complete%s",
+               j->v.type == DJ_EXPORT ? " and its partial export was removed" : "");
+      persist(j);
+    }
+    j->next = jobs;
+    jobs = j;
+  }
+  rp_jobrec_list_free(l, n);
+  rp_close(ctx);
+  return 0;
 }

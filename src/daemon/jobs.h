@@ -1,7 +1,9 @@
 /* jobs.h — asynchronous jobs of refpointd (Msvm_ConcreteJob and
  * Msvm_VirtualSystemReferencePointExportJob): one thread per running job,
  * a table shared by all connections, views copied out under a lock.
- * Jobs live in memory: a daemon restart forgets them (not yet in the store). */
+ * Every job is recorded in the state store when it starts and when it ends;
+ * at start-up djob_restore reloads them, and a job that was running when
+ * the daemon stopped ends as 10 Exception with its partial output removed. */
 #ifndef RP_DJOBS_H
 #define RP_DJOBS_H
 #include "refpoint.h"
@@ -31,4 +33,5 @@ int djob_get(const char *id, djob_view *out); /* -1 unknown */
 int djob_cancel(const char *id);               /* -1 unknown; 1 not running */
 void djob_view_clear(djob_view *v);
 void djob_views_free(djob_view *v, size_t n);
+int djob_restore(const char *state_dir);
 #endif

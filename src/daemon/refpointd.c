@@ -1385,6 +1385,8 @@ int main(int argc, char **argv)
   if (getrandom(&auth_seed, sizeof auth_seed, 0) != (ssize_t)sizeof auth_seed)
     return 1;
   pthread_key_create(&ctx_key, ctx_free);
+  if (djob_restore(state_dir) < 0)
+    fprintf(stderr, "refpointd: jobs of the last run not restored: %s\n", rp_last_error()->message);
   for (int i = 0; i < nl; i++) {
     if (!strncmp(ls[i].spec, "unix:", 5)) {
       char dir[PATH_MAX];

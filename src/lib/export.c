@@ -128,6 +128,13 @@ static void remove_stale_partials(const char *root, const char *guid)
   closedir(d);
 }
 
+void rp_export_cleanup(const char *export_directory, const char *rp)
+{
+  char g[37];
+  if (export_directory && rp_parse_rp_id(rp, g) == 0)
+    remove_stale_partials(export_directory, g);
+}
+
 struct disk_job {
   size_t rp_idx;           /* index in the RP's disk arrays */
   const rp_disk_info *d;   /* the VS disk */

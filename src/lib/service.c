@@ -1096,3 +1096,23 @@ out:
   rp_vs_info_free(vs);
   return rc;
 }
+
+/* ---- job records ---------------------------------------------------------- */
+
+int rp_jobrec_put(rp_ctx *ctx, const rp_job_record *r)
+{
+  rp_err_clear();
+  return rp_store_job_put(ctx->st, r);
+}
+
+int rp_jobrec_list(rp_ctx *ctx, rp_job_record **out, size_t *n)
+{
+  rp_err_clear();
+  return rp_store_job_list(ctx->st, out, n);
+}
+
+int rp_jobrec_delete(rp_ctx *ctx, const char *id)
+{
+  rp_err_clear();
+  return rp_store_job_delete(ctx->st, id);
+}

@@ -44,6 +44,10 @@ static const char *migrations[] = {
     "CREATE INDEX epoch_disk ON epoch(disk, start_seq);",
     /* 2: what a disk file looked like when it was last found consistent */
     "ALTER TABLE disk ADD COLUMN checked_sig TEXT;",
+    /* 3: jobs of refpointd */
+    "CREATE TABLE job(id TEXT PRIMARY KEY, type INTEGER NOT NULL, state INTEGER NOT NULL,"
+    " percent INTEGER NOT NULL, error_code INTEGER NOT NULL, description TEXT,"
+    " started INTEGER NOT NULL, ended INTEGER NOT NULL, detail TEXT);",
 };
 
 int rp_store_open(const char *db_path, rp_store **out)
@@ -571,4 +575,65 @@ void rp_epochs_free(rp_epoch *e, size_t n)
     free(e[i].reason);
   }
   free(e);
+}
+
+int rp_store_job_put(rp_store *st, const rp_job_record *r)
+{
+  return run(st,
+             prep(st,
+                  "INSERT OR REPLACE INTO job(id,type,state,percent,error_code,description,started,"
+                  "ended,detail) VALUES(?,?,?,?,?,?,?,?,?)",
+                  "siiiisiis", r->id, (int64_t)r->type, (int64_t)r->state, (int64_t)r->percent,
+                  (int64_t)r->error_code, r->description, r->started, r->ended, r->detail),
+             "put job");
+}
+
+int rp_store_job_list(rp_store *st, rp_job_record **out, size_t *n)
+{
+  sqlite3_stmt *s = prep(st,
+                         "SELECT id,type,state,percent,error_code,description,started,ended,detail"
+                         " FROM job ORDER BY started",
+                         NULL);
+  if (!s)
+    return -1;
+  rp_job_record *l = NULL;
+  size_t cnt = 0;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    l = rp_xrealloc(l, (cnt + 1) * sizeof *l);
+    rp_job_record *r = &l[cnt++];
+    memset(r, 0, sizeof *r);
+    const unsigned char *id = sqlite3_column_text(s, 0);
+    snprintf(r->id, sizeof r->id, "%s", id ? (const char *)id : "");
+    r->type = sqlite3_column_int(s, 1);
+    r->state = sqlite3_column_int(s, 2);
+    r->percent = sqlite3_column_int(s, 3);
+    r->error_code = (uint32_t)sqlite3_column_int64(s, 4);
+    r->description = col(s, 5);
+    r->started = sqlite3_column_int64(s, 6);
+    r->ended = sqlite3_column_int64(s, 7);
+    r->detail = col(s, 8);
+  }
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) {
+    rp_jobrec_list_free(l, cnt);
+    return db_err(st, rc, "list jobs");
+  }
+  *out = l;
+  *n = cnt;
+  return 0;
+}
+
+int rp_store_job_delete(rp_store *st, const char *id)
+{
+  return run(st, prep(st, "DELETE FROM job WHERE id=?", "s", id), "delete job");
+}
+
+void rp_jobrec_list_free(rp_job_record *l, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    free(l[i].description);
+    free(l[i].detail);
+  }
+  free(l);
 }

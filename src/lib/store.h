@@ -9,7 +9,7 @@
 #include "internal.h"
 #include <stdbool.h>
 
-#define RP_SCHEMA_VERSION 2
+#define RP_SCHEMA_VERSION 3
 
 typedef struct rp_store rp_store;
 
@@ -64,4 +64,9 @@ int rp_store_epoch_insert(rp_store *st, const rp_epoch *e);
 int rp_store_epoch_update(rp_store *st, const rp_epoch *e); /* by bitmap */
 int rp_store_epoch_delete(rp_store *st, const char *bitmap);
 void rp_epochs_free(rp_epoch *e, size_t n);
+
+/* Job records (the public rp_jobrec_* calls). */
+int rp_store_job_put(rp_store *st, const rp_job_record *r);
+int rp_store_job_list(rp_store *st, rp_job_record **out, size_t *n);
+int rp_store_job_delete(rp_store *st, const char *id);
 #endif

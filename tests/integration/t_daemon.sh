@@ -223,6 +223,27 @@ wbemcli -noverify ei "https://w:wpass@127.0.0.1:$((PORT + 2))/root/virtualizatio
 kill $TPID; wait $TPID || true
 ok "HTTPS with --cert/--key and wbemcli"
 
+# jobs survive a restart; one that was running when refpointd died ends as
+# 10 Exception and its partial export is removed
+DONEJOB=$(wbemcli ein "$U:Msvm_VirtualSystemReferencePointExportJob" | head -n1 | sed 's|^[^/]*/||')
+[ -n "$DONEJOB" ] || fail "no finished export job to look at"
+out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$RB\",ExportDirectory=\"$T/roots/crash\"")
+J=$(jobpath "$out")
+for i in $(seq 100); do ls -A "$T/roots/crash" 2>/dev/null | grep -q '^\.' && break; sleep 0.05; done
+kill -9 $DPID; wait $DPID 2>/dev/null || true
+ls -A "$T/roots/crash" | grep -q '^\.' || echo "note: the export had not started writing when refpointd was killed"
+"$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" --listen "unix:$T/d.sock" \
+  --auth "file:$T/passwd" --timeout 3 --export-root "$T/roots" 2>>"$T/d.log" &
+DPID=$!
+for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+st=$(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J")
+echo "$st" | grep -q 'JobState=10' || fail "interrupted job after restart: $st"
+echo "$st" | grep -q 'refpointd stopped while this job was running' || fail "no reason given: $st"
+[ -z "$(ls -A "$T/roots/crash" 2>/dev/null)" ] || fail "partial export left: $(ls -A "$T/roots/crash")"
+wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$DONEJOB" | grep -q 'JobState=7' || fail "a finished job was forgotten by the restart"
+rp export "$RB" "$T/roots/crash" >/dev/null || fail "the next export after the crash"
+ok "after kill -9 and restart: the running job is 10 Exception with a reason, its partial output gone, finished jobs kept"
+
 # a clean stop, and no sanitizer report in its log (under make test's ASan build)
 kill -TERM $DPID; wait $DPID || fail "refpointd exited with $? on SIGTERM"
 if grep -q "Sanitizer" "$T/d.log"; then cat "$T/d.log"; fail "sanitizer report from refpointd"; fi
