@@ -435,3 +435,30 @@ int djob_restore(const char *state_dir)
   rp_close(ctx);
   return 0;
 }
+
+int djob_delete(const char *id)
+{
+  int rc = -1;
+  char *dir = NULL;
+  pthread_mutex_lock(&lock);
+  for (djob **pp = &jobs; *pp; pp = &(*pp)->next) {
+    djob *j = *pp;
+    if (strcasecmp(j->v.id, id))
+      continue;
+    if (j->v.state == 4) {
+      rc = 1;
+      break;
+    }
+    j->v.end = 1; /* long ago: the next expire() takes it, record included */
+    rc = 0;
+    break;
+  }
+  pthread_mutex_unlock(&lock);
+  free(dir);
+  if (rc == 0) {
+    djob_view *v;
+    djob_views_free(v, djob_list(&v)); /* runs expire + forget_expired */
+    forget_expired();
+  }
+  return rc;
+}

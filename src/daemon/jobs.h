@@ -34,4 +34,6 @@ int djob_cancel(const char *id);               /* -1 unknown; 1 not running */
 void djob_view_clear(djob_view *v);
 void djob_views_free(djob_view *v, size_t n);
 int djob_restore(const char *state_dir);
+/* DeleteInstance: 0 deleted, 1 still running, -1 unknown */
+int djob_delete(const char *id);
 #endif

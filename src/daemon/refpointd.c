@@ -263,6 +263,23 @@ static void rp_inst(inst *in, const rp_point_info *p)
   put_arr(in, "ResilientChangeTrackingIdentifiers", "string", p->rct_identifiers, p->n_disks);
 }
 
+/* the disks: Msvm_StorageAllocationSettingData, whose InstanceIDs are what
+ * VirtualDiskIdentifiers and DisksToExport hold */
+static void disk_inst(inst *in, const rp_vs_info *vs, const rp_disk_info *d)
+{
+  char sz[32];
+  snprintf(sz, sizeof sz, "%llu", (unsigned long long)d->virtual_size);
+  *in = (inst){.cls = "Msvm_StorageAllocationSettingData"};
+  put(in, "InstanceID", "string", true, d->instance_id);
+  put(in, "ElementName", "string", false, "Hard Disk Image");
+  put(in, "ResourceType", "uint16", false, "31");
+  put(in, "ResourceSubType", "string", false, "Microsoft:Hyper-V:Virtual Hard Disk");
+  char *hr[1] = {d->path};
+  put_arr(in, "HostResource", "string", hr, 1);
+  put(in, "VirtualQuantity", "uint64", false, sz);
+  put(in, "Parent", "string", false, vs->name);
+}
+
 static void svc_inst(inst *in)
 {
   *in = (inst){.cls = "Msvm_VirtualSystemReferencePointService"};
@@ -312,6 +329,10 @@ static void w_instname(cim_buf *b, const inst *in)
   cim_buf_addf(b, "<INSTANCENAME CLASSNAME=\"%s\">", in->cls);
   for (size_t i = 0; i < in->n; i++)
     if (in->p[i].key) {
+      if (in->p[i].ref) {
+        cim_buf_addf(b, "<KEYBINDING NAME=\"%s\">%s</KEYBINDING>", in->p[i].name, in->p[i].v[0]);
+        continue;
+      }
       cim_buf_addf(b, "<KEYBINDING NAME=\"%s\"><KEYVALUE VALUETYPE=\"string\">", in->p[i].name);
       cim_buf_esc(b, in->p[i].n ? in->p[i].v[0] : "");
       cim_buf_add(b, "</KEYVALUE></KEYBINDING>");
@@ -333,6 +354,11 @@ static void w_inst(cim_buf *b, const inst *in)
   cim_buf_addf(b, "<INSTANCE CLASSNAME=\"%s\">", in->cls);
   for (size_t i = 0; i < in->n; i++) {
     const prop *p = &in->p[i];
+    if (p->ref) {
+      cim_buf_addf(b, "<PROPERTY.REFERENCE NAME=\"%s\" REFERENCECLASS=\"%s\">%s</PROPERTY.REFERENCE>",
+                   p->name, p->type, p->v[0]);
+      continue;
+    }
     if (p->array) {
       cim_buf_addf(b, "<PROPERTY.ARRAY NAME=\"%s\" TYPE=\"%s\"><VALUE.ARRAY>", p->name, p->type);
       for (size_t k = 0; k < p->n; k++) {
@@ -352,6 +378,34 @@ static void w_inst(cim_buf *b, const inst *in)
     }
   }
   cim_buf_add(b, "</INSTANCE>");
+}
+
+/* a reference property: the VALUE.REFERENCE is rendered now (raw XML) */
+static void put_ref(inst *in, const char *name, const char *refclass, bool key, const inst *target)
+{
+  cim_buf b = {0};
+  cim_buf_add(&b, "");
+  w_ref(&b, target);
+  prop *p = &in->p[in->n++];
+  *p = (prop){.name = name, .type = refclass, .key = key, .ref = true, .n = 1};
+  p->v = malloc(sizeof(char *));
+  p->v[0] = b.s;
+}
+
+static void rpvs_inst(inst *in, const inst *vm, const inst *rpi)
+{
+  *in = (inst){.cls = "Msvm_ReferencePointOfVirtualSystem"};
+  put_ref(in, "Antecedent", "Msvm_ComputerSystem", true, vm);
+  put_ref(in, "Dependent", "Msvm_VirtualSystemReferencePoint", true, rpi);
+}
+
+static void aje_inst(inst *in, const inst *rpi, const inst *job)
+{
+  *in = (inst){.cls = "Msvm_AffectedJobElement"};
+  put_ref(in, "AffectedElement", "CIM_ManagedElement", true, rpi);
+  put_ref(in, "AffectingElement", "CIM_Job", true, job);
+  char *eff[1] = {"5"}; /* Create */
+  put_arr(in, "ElementEffects", "uint16", eff, 1);
 }
 
 /* ---- class declarations (GetClass) --------------------------------------- */
@@ -419,6 +473,22 @@ static const cdecl_ classes[] = {
     {{"RequestedState", "uint16", false, true}, {"TimeoutPeriod", "datetime", false, true},        \
      {"Job", "ref:CIM_ConcreteJob", false, false, true}}}}
     {"Msvm_ConcreteJob", "CIM_ConcreteJob", {JOB_PROPS}, {"InstanceID"}, JOB_METHODS},
+    {"Msvm_StorageAllocationSettingData", "CIM_StorageAllocationSettingData",
+     {{"InstanceID", "string"}, {"ElementName", "string"}, {"ResourceType", "uint16"},
+      {"ResourceSubType", "string"}, {"HostResource", "string", true},
+      {"VirtualQuantity", "uint64"}, {"Parent", "string"}},
+     {"InstanceID"}, {{0}}},
+    {"Msvm_ReferencePointOfVirtualSystem", "CIM_Dependency",
+     {{"Antecedent", "ref:Msvm_ComputerSystem"}, {"Dependent", "ref:Msvm_VirtualSystemReferencePoint"}},
+     {"Antecedent", "Dependent"}, {{0}}},
+    {"Msvm_AffectedJobElement", "CIM_AffectedJobElement",
+     {{"AffectedElement", "ref:CIM_ManagedElement"}, {"AffectingElement", "ref:CIM_Job"},
+      {"ElementEffects", "uint16", true}},
+     {"AffectedElement", "AffectingElement"}, {{0}}},
+    {"Msvm_Error", "CIM_Error",
+     {{"ErrorType", "uint16"}, {"MessageID", "string"}, {"Message", "string"},
+      {"PerceivedSeverity", "uint16"}, {"CIMStatusCode", "uint32"}},
+     {NULL}, {{0}}},
     {"Msvm_VirtualSystemReferencePointExportJob", "Msvm_ConcreteJob",
      {JOB_PROPS, {"ExportDirectory", "string"}, {"VirtualMachineId", "string"},
       {"ReferencePointId", "string"}, {"BaseReferencePointId", "string"},
@@ -445,11 +515,15 @@ static void w_class(cim_buf *b, const cdecl_ *c)
   cim_buf_addf(b, "<CLASS NAME=\"%s\" SUPERCLASS=\"%s\">", c->name, c->super);
   for (size_t i = 0; i < 20 && c->props[i].name; i++) {
     const pdecl *p = &c->props[i];
-    cim_buf_addf(b, "<PROPERTY%s NAME=\"%s\" TYPE=\"%s\">", p->array ? ".ARRAY" : "", p->name, p->type);
+    bool isref = !strncmp(p->type, "ref:", 4);
+    if (isref)
+      cim_buf_addf(b, "<PROPERTY.REFERENCE NAME=\"%s\" REFERENCECLASS=\"%s\">", p->name, p->type + 4);
+    else
+      cim_buf_addf(b, "<PROPERTY%s NAME=\"%s\" TYPE=\"%s\">", p->array ? ".ARRAY" : "", p->name, p->type);
     for (int k = 0; k < 3 && c->keys[k]; k++)
       if (!strcmp(c->keys[k], p->name))
         w_qual(b, "Key");
-    cim_buf_addf(b, "</PROPERTY%s>", p->array ? ".ARRAY" : "");
+    cim_buf_add(b, isref ? "</PROPERTY.REFERENCE>" : p->array ? "</PROPERTY.ARRAY>" : "</PROPERTY>");
   }
   for (size_t m = 0; m < 6 && c->methods[m].name; m++) {
     cim_buf_addf(b, "<METHOD NAME=\"%s\" TYPE=\"uint32\">", c->methods[m].name);
@@ -506,6 +580,82 @@ static const char *class_param(const cim_request *q)
   return p && p->ref ? p->ref->classname : NULL;
 }
 
+static void add_inst(inst **out, size_t *n, size_t *cap, const inst *in)
+{
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    *out = realloc(*out, *cap * sizeof **out);
+  }
+  (*out)[(*n)++] = *in;
+}
+
+/* Instances of the association classes; obj (or NULL) must be one end. */
+static int assoc_instances(rp_ctx *ctx, const char *cls, const cim_objpath *obj, reply *r,
+                           inst **out, size_t *n)
+{
+  size_t cap = 0;
+  *out = NULL;
+  *n = 0;
+  const char *ocls = obj ? obj->classname : NULL;
+  if (!strcasecmp(cls, "Msvm_ReferencePointOfVirtualSystem")) {
+    rp_vs_info **vl;
+    size_t nv;
+    if (rp_vs_list(ctx, &vl, &nv) < 0)
+      return cim_fail(r, 1, "%s", rp_last_error()->message);
+    for (size_t v = 0; v < nv; v++) {
+      if (ocls && !strcasecmp(ocls, "Msvm_ComputerSystem") &&
+          strcasecmp(cim_objpath_key(obj, "Name") ? cim_objpath_key(obj, "Name") : "", vl[v]->name))
+        continue;
+      rp_point_info **pl;
+      size_t np;
+      if (rp_point_list(ctx, vl[v]->name, &pl, &np) < 0)
+        continue;
+      inst vm;
+      vs_inst(&vm, vl[v]);
+      for (size_t k = 0; k < np; k++) {
+        if (ocls && !strcasecmp(ocls, "Msvm_VirtualSystemReferencePoint") &&
+            strcasecmp(cim_objpath_key(obj, "InstanceID") ? cim_objpath_key(obj, "InstanceID") : "",
+                       pl[k]->instance_id))
+          continue;
+        inst rpi, a;
+        rp_inst(&rpi, pl[k]);
+        rpvs_inst(&a, &vm, &rpi);
+        add_inst(out, n, &cap, &a);
+        inst_clear(&rpi);
+      }
+      inst_clear(&vm);
+      rp_point_list_free(pl, np);
+    }
+    rp_vs_list_free(vl, nv);
+  } else if (!strcasecmp(cls, "Msvm_AffectedJobElement")) {
+    djob_view *jl;
+    size_t nj = djob_list(&jl);
+    for (size_t k = 0; k < nj; k++) {
+      if (jl[k].type != DJ_CREATE || !jl[k].rp_id)
+        continue;
+      if (ocls && strcasestr(ocls, "Job") &&
+          strcasecmp(cim_objpath_key(obj, "InstanceID") ? cim_objpath_key(obj, "InstanceID") : "", jl[k].id))
+        continue;
+      if (ocls && !strcasecmp(ocls, "Msvm_VirtualSystemReferencePoint") &&
+          strcasecmp(cim_objpath_key(obj, "InstanceID") ? cim_objpath_key(obj, "InstanceID") : "", jl[k].rp_id))
+        continue;
+      rp_point_info *p;
+      if (rp_point_get(ctx, jl[k].rp_id, &p) < 0)
+        continue;
+      inst rpi, job, a;
+      rp_inst(&rpi, p);
+      job_inst(&job, &jl[k]);
+      aje_inst(&a, &rpi, &job);
+      add_inst(out, n, &cap, &a);
+      inst_clear(&rpi);
+      inst_clear(&job);
+      rp_point_info_free(p);
+    }
+    djob_views_free(jl, nj);
+  }
+  return 0;
+}
+
 /* every instance of a class, as inst values; caller clears */
 static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
 {
@@ -531,6 +681,24 @@ static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
       rp_inst(&(*out)[i], l[i]);
     *n = k;
     rp_point_list_free(l, k);
+  } else if (!strcasecmp(cls, "Msvm_StorageAllocationSettingData")) {
+    rp_vs_info **l;
+    size_t k;
+    if (rp_vs_list(ctx, &l, &k) < 0)
+      return cim_fail(r, 1, "%s", rp_last_error()->message);
+    size_t total = 0;
+    for (size_t i = 0; i < k; i++)
+      total += l[i]->n_disks;
+    *out = calloc(total ? total : 1, sizeof **out);
+    for (size_t i = 0; i < k; i++)
+      for (size_t d = 0; d < l[i]->n_disks; d++)
+        disk_inst(&(*out)[(*n)++], l[i], &l[i]->disks[d]);
+    rp_vs_list_free(l, k);
+  } else if (!strcasecmp(cls, "Msvm_ReferencePointOfVirtualSystem") ||
+             !strcasecmp(cls, "Msvm_AffectedJobElement")) {
+    return assoc_instances(ctx, cls, NULL, r, out, n);
+  } else if (!strcasecmp(cls, "Msvm_Error")) {
+    /* no instances: errors travel embedded in GetError answers */
   } else if (!strcasecmp(cls, "Msvm_ConcreteJob") ||
              !strcasecmp(cls, "Msvm_VirtualSystemReferencePointExportJob")) {
     bool only_export = strcasecmp(cls, "Msvm_ConcreteJob") != 0;
@@ -585,6 +753,21 @@ static int get_one(rp_ctx *ctx, const char *cls, const cim_objpath *p, reply *r,
   } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePointService")) {
     svc_inst(out);
     found = 1;
+  } else if (!strcasecmp(cls, "Msvm_StorageAllocationSettingData") || !strcasecmp(cls, "Msvm_Error") ||
+             !strcasecmp(cls, "Msvm_ReferencePointOfVirtualSystem") ||
+             !strcasecmp(cls, "Msvm_AffectedJobElement")) {
+    inst *l;
+    size_t n;
+    if (list(ctx, cls, r, &l, &n) < 0)
+      return -1;
+    for (size_t i = 0; i < n; i++) {
+      if (!found && same_keys(&l[i], p)) {
+        *out = l[i];
+        found = 1;
+      } else
+        inst_clear(&l[i]);
+    }
+    free(l);
   } else {
     const char *id = cim_objpath_key(p, "InstanceID");
     djob_view v;
@@ -772,6 +955,31 @@ static int intrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
   const char *m = q->method, *cls = class_param(q);
   if (!strcmp(m, "ExecQuery"))
     return exec_query(ctx, q, r);
+  if (!strcmp(m, "References") || !strcmp(m, "ReferenceNames")) {
+    const cim_param *on = cim_request_param(q, "ObjectName");
+    if (!on || !on->ref)
+      return cim_fail(r, 4, "%s needs an ObjectName instance path", m);
+    const cim_param *rc_ = cim_request_param(q, "ResultClass");
+    const char *want = rc_ && rc_->n_values ? rc_->values[0] : NULL;
+    static const char *assocs[] = {"Msvm_ReferencePointOfVirtualSystem", "Msvm_AffectedJobElement"};
+    cim_buf_add(&r->body, "<IRETURNVALUE>");
+    for (int a = 0; a < 2; a++) {
+      if (want && *want && strcasecmp(want, assocs[a]) &&
+          strcasecmp(want, a ? "CIM_AffectedJobElement" : "CIM_Dependency"))
+        continue;
+      inst *l;
+      size_t n;
+      if (assoc_instances(ctx, assocs[a], on->ref, r, &l, &n) < 0)
+        return -1;
+      for (size_t i = 0; i < n; i++) {
+        w_objwithpath(&r->body, &l[i], m[9] == 'N');
+        inst_clear(&l[i]);
+      }
+      free(l);
+    }
+    cim_buf_add(&r->body, "</IRETURNVALUE>");
+    return 0;
+  }
   if (!strcmp(m, "Associators") || !strcmp(m, "AssociatorNames")) {
     const cim_param *on = cim_request_param(q, "ObjectName");
     if (!on || !on->ref)
@@ -789,6 +997,21 @@ static int intrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     }
     free(l);
     cim_buf_add(&r->body, "</IRETURNVALUE>");
+    return 0;
+  }
+  if (!strcmp(m, "DeleteInstance")) {
+    const cim_param *ip = cim_request_param(q, "InstanceName");
+    if (!ip || !ip->ref)
+      return cim_fail(r, 4, "DeleteInstance needs an InstanceName");
+    if (strcasecmp(ip->ref->classname, "Msvm_ConcreteJob") &&
+        strcasecmp(ip->ref->classname, "Msvm_VirtualSystemReferencePointExportJob"))
+      return cim_fail(r, 7, "instances of %s cannot be deleted", ip->ref->classname);
+    const char *id = cim_objpath_key(ip->ref, "InstanceID");
+    int d = id ? djob_delete(id) : -1;
+    if (d < 0)
+      return cim_fail(r, 6, "no such job");
+    if (d > 0)
+      return cim_fail(r, 1, "the job is still running: cancel it with RequestStateChange first");
     return 0;
   }
   bool gc = !strcmp(m, "GetClass"), ei = !strcmp(m, "EnumerateInstances"),

@@ -95,6 +95,13 @@ echo "$out" | grep -q '<VALUE>4096</VALUE>' || fail "export with an XML embedded
 grep -q '"Kind": "incremental"' "$T/roots/bk2/${R2#Microsoft:}/manifest.json" || fail "XML: not incremental"
 ok "incremental ExportReferencePoint with ExportSettingData as MOF and as CIM-XML, data exact"
 
+# DeleteInstance removes a finished job
+DJ=$(wbemcli ein "$U:Msvm_ConcreteJob" | head -n1 | sed 's|^[^/]*/||')
+wbemcli di "http://w:wpass@127.0.0.1:$PORT/$DJ" || fail "DeleteInstance of a job"
+set +e; wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$DJ" 2>"$T/e"; set -e
+grep -q "(6) CIM_ERR_NOT_FOUND" "$T/e" || fail "deleted job still there"
+ok "DeleteInstance of a finished job"
+
 # a failing job: exporting R1 again into the same root -> JobState 10, GetError explains
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",ExportDirectory=\"$T/roots/bk\"")
 J=$(jobpath "$out")
@@ -137,6 +144,14 @@ out=$(iquery "ASSOCIATORS OF {Msvm_ComputerSystem.CreationClassName=\"Msvm_Compu
 [ "$(echo "$out" | grep -o '<VALUE.OBJECTWITHPATH>' | wc -l)" = 2 ] || fail "ASSOCIATORS OF: $out"
 iquery "SELECT * FROM Msvm_ComputerSystem WHERE" | grep -q 'ERROR CODE="15"' || fail "bad WQL is not CIM_ERR_INVALID_QUERY"
 iquery "SELECT * FROM Msvm_ComputerSystem WHERE NoSuchProperty = 1" | grep -q 'ERROR CODE="15"' || fail "unknown property"
+wbemcli rin "$U:Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\"" >"$T/rin"
+[ "$(grep -c 'Msvm_ReferencePointOfVirtualSystem' "$T/rin")" -ge 2 ] || fail "ReferenceNames of the VM: $(cat "$T/rin")"
+wbemcli ri "$U:Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",VirtualSystemIdentifier=\"$VM\"" >"$T/ri"
+grep -q "Antecedent" "$T/ri" && grep -q "Dependent" "$T/ri" || fail "References of an RP: $(cat "$T/ri")"
+grep -q "Msvm_AffectedJobElement" "$T/ri" && grep -q "ElementEffects=5" "$T/ri" || fail "AffectedJobElement of the created RP: $(cat "$T/ri")"
+wbemcli ei "$U:Msvm_StorageAllocationSettingData" | grep -q "HostResource=\"$T/a.qcow2\"" || fail "disk class"
+D0=$(jfield "$(rpj vm show web)" InstanceID | sed 's/\\\\/\\/g')
+wbemcli ei "$U:Msvm_StorageAllocationSettingData" | grep -qF "${D0//\\/\\\\}" || fail "disk InstanceID as in VirtualDiskIdentifiers"
 ok "Associators/AssociatorNames with wbemcli; ExecQuery: SELECT ... WHERE, LIKE, ASSOCIATORS OF; invalid queries = 15"
 
 # return codes and errors
