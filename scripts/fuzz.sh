@@ -11,8 +11,12 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 LIBS="$(pkg-config --libs libxml-2.0)"
 SRC="src/cim/objpath.c src/cim/wql.c src/cim/instance.c"
 rc=0
-for t in objpath wql instance; do
-  clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" $SRC $LIBS
+for t in objpath wql instance config; do
+  if [ $t = config ]; then
+    clang $CFLAGS -Isrc/daemon -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" src/daemon/config.c
+  else
+    clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" $SRC $LIBS
+  fi
   work=$(mktemp -d); cp tests/fuzz/corpus/$t/* "$work/"
   echo "== fuzz_$t for ${SECS}s"
   if ! "$OUT/fuzz_$t" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \

@@ -12,6 +12,7 @@
  * Layering: HTTP here; CIM text in src/cim; the operations are librefpoint's. */
 #define _GNU_SOURCE 1
 #include "refpoint.h"
+#include "config.h"
 #include "jobs.h"
 #include "request.h"
 
@@ -1455,7 +1456,7 @@ static void done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_R
 static int usage(void)
 {
   fprintf(stderr,
-          "usage: refpointd [--state-dir DIR] [--listen ADDR]... [--auth pam[:SERVICE] | --auth file:PATH]\n"
+          "usage: refpointd [--config FILE] [--state-dir DIR] [--listen ADDR]... [--auth pam[:SERVICE] | --auth file:PATH]\n"
           "                 [--cert FILE --key FILE] [--export-root DIR]... [--timeout SECONDS] [--foreground]\n"
           "  ADDR: unix:PATH (default /run/refpoint/refpointd.sock) | http://HOST:PORT | https://HOST:PORT\n");
   return 2;
@@ -1552,47 +1553,114 @@ static int start_listener(listener *l, const char *cert, const char *key)
   return l->d ? 0 : -1;
 }
 
-int main(int argc, char **argv)
+static listener ls[8];
+static int nl;
+static const char *cert, *key_file;
+
+/* One setting, from the config file or the command line. 0, or 2 (usage). */
+static int apply(const char *k, const char *v)
 {
-  listener ls[8];
-  int nl = 0;
-  const char *cert = NULL, *key = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--state-dir") && i + 1 < argc)
-      state_dir = argv[++i];
-    else if (!strcmp(argv[i], "--listen") && i + 1 < argc && nl < 8)
-      ls[nl++] = (listener){.spec = argv[++i]};
-    else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
-      cert = argv[++i];
-    else if (!strcmp(argv[i], "--key") && i + 1 < argc)
-      key = argv[++i];
-    else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
-      conn_timeout = (unsigned)atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--auth") && i + 1 < argc) {
-      const char *a = argv[++i];
-      if (!strncmp(a, "file:", 5)) {
-        auth_kind = AUTH_FILE;
-        auth_arg = a + 5;
-        if (access(auth_arg, R_OK) < 0) {
-          fprintf(stderr, "refpointd: password file %s: %s\n", auth_arg, strerror(errno));
-          return 1;
-        }
-      } else if (!strncmp(a, "pam", 3) && (a[3] == '\0' || a[3] == ':')) {
-        auth_kind = AUTH_PAM;
-        auth_arg = a[3] ? a + 4 : "refpointd";
-      } else
-        return usage();
-    } else if (!strcmp(argv[i], "--export-root") && i + 1 < argc && n_export_roots < 32) {
-      char real[PATH_MAX];
-      if (!realpath(argv[++i], real)) {
-        fprintf(stderr, "refpointd: export root %s: %s\n", argv[i], strerror(errno));
+  if (!strcmp(k, "state-dir"))
+    state_dir = v;
+  else if (!strcmp(k, "listen")) {
+    if (nl == 8) {
+      fprintf(stderr, "refpointd: at most 8 listeners\n");
+      return 2;
+    }
+    ls[nl++] = (listener){.spec = v};
+  } else if (!strcmp(k, "cert"))
+    cert = v;
+  else if (!strcmp(k, "key"))
+    key_file = v;
+  else if (!strcmp(k, "timeout")) {
+    char *end;
+    long t = strtol(v, &end, 10);
+    if (*end || t < 1 || t > 3600) {
+      fprintf(stderr, "refpointd: timeout must be 1..3600 seconds\n");
+      return 2;
+    }
+    conn_timeout = (unsigned)t;
+  } else if (!strcmp(k, "auth")) {
+    if (!strncmp(v, "file:", 5)) {
+      auth_kind = AUTH_FILE;
+      auth_arg = v + 5;
+      if (access(auth_arg, R_OK) < 0) {
+        fprintf(stderr, "refpointd: password file %s: %s\n", auth_arg, strerror(errno));
         return 1;
       }
-      export_roots[n_export_roots++] = strdup(real);
-    } else if (!strcmp(argv[i], "--foreground"))
-      ;
-    else
+    } else if (!strncmp(v, "pam", 3) && (v[3] == '\0' || v[3] == ':')) {
+      auth_kind = AUTH_PAM;
+      auth_arg = v[3] ? v + 4 : "refpointd";
+    } else {
+      fprintf(stderr, "refpointd: auth is pam[:SERVICE] or file:PATH\n");
+      return 2;
+    }
+  } else if (!strcmp(k, "export-root")) {
+    char real[PATH_MAX];
+    if (n_export_roots == 32) {
+      fprintf(stderr, "refpointd: at most 32 export roots\n");
+      return 2;
+    }
+    if (!realpath(v, real)) {
+      fprintf(stderr, "refpointd: export root %s: %s\n", v, strerror(errno));
+      return 1;
+    }
+    export_roots[n_export_roots++] = strdup(real);
+  } else {
+    fprintf(stderr, "refpointd: unknown setting '%s'\n", k);
+    return 2;
+  }
+  return 0;
+}
+
+static int conf_cb(void *user, const char *k, const char *v, int line)
+{
+  (void)user;
+  int rc = apply(strdup(k), strdup(v)); /* kept for the daemon's life */
+  if (rc)
+    fprintf(stderr, "refpointd: %s line %d\n", (const char *)user ? (const char *)user : "config", line);
+  return rc;
+}
+
+int main(int argc, char **argv)
+{
+  /* the config file first, so that the command line adds to or overrides it */
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--config")) {
+      FILE *f = fopen(argv[i + 1], "re");
+      if (!f) {
+        fprintf(stderr, "refpointd: config %s: %s\n", argv[i + 1], strerror(errno));
+        return 1;
+      }
+      char *buf = calloc(1, RPD_CONF_MAX + 2);
+      size_t n = fread(buf, 1, RPD_CONF_MAX + 1, f);
+      fclose(f);
+      char err[256];
+      int rc = rpd_config_parse(buf, n, conf_cb, argv[i + 1], err);
+      free(buf);
+      if (rc < 0) {
+        fprintf(stderr, "refpointd: config %s: %s\n", argv[i + 1], err);
+        return 2;
+      }
+      if (rc)
+        return rc;
+    }
+  for (int i = 1; i < argc; i++) {
+    const char *o = argv[i];
+    if (!strcmp(o, "--foreground"))
+      continue;
+    if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+      usage();
+      return 0;
+    }
+    if (strncmp(o, "--", 2) || i + 1 >= argc)
       return usage();
+    const char *v = argv[++i];
+    if (!strcmp(o, "--config"))
+      continue;
+    int rc = apply(o + 2, v);
+    if (rc)
+      return rc == 2 ? usage() : rc;
   }
   if (nl == 0)
     ls[nl++] = (listener){.spec = "unix:/run/refpoint/refpointd.sock"};
@@ -1620,7 +1688,7 @@ int main(int argc, char **argv)
         mkdir(dir, 0755);
       }
     }
-    if (start_listener(&ls[i], cert, key) < 0) {
+    if (start_listener(&ls[i], cert, key_file) < 0) {
       fprintf(stderr, "refpointd: cannot listen on %s\n", ls[i].spec);
       return 1;
     }
