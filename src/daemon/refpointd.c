@@ -168,7 +168,16 @@ static void remember(const char *user, const char *pass)
 /* true when the caller may proceed; false when a 401 was queued */
 static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Result *ret)
 {
-  if (l->unix_socket || auth_kind == AUTH_NONE)
+  if (l->unix_socket) {
+    /* the principal is the peer process's user, as the kernel tells it */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && getenv("REFPOINTD_LOG_PEERS"))
+      fprintf(stderr, "refpointd: unix socket request from uid %u pid %d\n", (unsigned)cr.uid, (int)cr.pid);
+    return true;
+  }
+  if (auth_kind == AUTH_NONE)
     return true;
   char *pass = NULL;
   char *user = MHD_basic_auth_get_username_password(c, &pass);
@@ -470,6 +479,7 @@ static const cdecl_ classes[] = {
       {"Cancellable", "boolean"}, {"TimeBeforeRemoval", "datetime"}
 #define JOB_METHODS                                                                                \
   {{"GetError", {{"Error", "string", false, false, true}}},                                        \
+   {"GetErrorEx", {{"Errors", "string", true, false, true}}},                                      \
    {"RequestStateChange",                                                                          \
     {{"RequestedState", "uint16", false, true}, {"TimeoutPeriod", "datetime", false, true},        \
      {"Job", "ref:CIM_ConcreteJob", false, false, true}}}}
@@ -1152,7 +1162,8 @@ static int job_method(const cim_request *q, reply *r)
   if (!id || djob_get(id, &v) < 0)
     return cim_fail(r, 6, "no such job");
   int rc = 0;
-  if (!strcmp(q->method, "GetError")) {
+  if (!strcmp(q->method, "GetError") || !strcmp(q->method, "GetErrorEx")) {
+    bool ex = q->method[8] == 'E';
     w_return(r, 0);
     if (v.state == 10 || v.state == 8) {
       /* Error: an embedded Msvm_Error instance as CIM-XML text */
@@ -1167,9 +1178,10 @@ static int job_method(const cim_request *q, reply *r)
       cim_buf_add(&e, "</VALUE></PROPERTY><PROPERTY NAME=\"PerceivedSeverity\" TYPE=\"uint16\">"
                       "<VALUE>5</VALUE></PROPERTY><PROPERTY NAME=\"CIMStatusCode\" TYPE=\"uint32\">"
                       "<VALUE>1</VALUE></PROPERTY></INSTANCE>");
-      cim_buf_add(&r->body, "<PARAMVALUE NAME=\"Error\" PARAMTYPE=\"string\"><VALUE>");
+      cim_buf_add(&r->body, ex ? "<PARAMVALUE NAME=\"Errors\" PARAMTYPE=\"string\"><VALUE.ARRAY><VALUE>"
+                               : "<PARAMVALUE NAME=\"Error\" PARAMTYPE=\"string\"><VALUE>");
       cim_buf_esc(&r->body, e.s);
-      cim_buf_add(&r->body, "</VALUE></PARAMVALUE>");
+      cim_buf_add(&r->body, ex ? "</VALUE></VALUE.ARRAY></PARAMVALUE>" : "</VALUE></PARAMVALUE>");
       cim_buf_free(&e);
     }
   } else if (!strcmp(q->method, "RequestStateChange")) {

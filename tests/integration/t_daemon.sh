@@ -108,6 +108,7 @@ J=$(jobpath "$out")
 [ "$(waitjob "$J")" = 10 ] || fail "failing export job should end in 10"
 wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" | grep -q 'ErrorCode=32773' || fail "ErrorCode of the failed job"
 wbemcli cm "http://w:wpass@127.0.0.1:$PORT/$J" GetError | grep -q "already holds a complete export" || fail "GetError"
+wbemcli cm "http://w:wpass@127.0.0.1:$PORT/$J" GetErrorEx | grep -q "already holds a complete export" || fail "GetErrorEx"
 ok "a failed job: JobState 10, ErrorCode, GetError with an embedded Msvm_Error"
 
 # cancel a running export: RequestStateChange(4) -> JobState 8, nothing left
