@@ -1,6 +1,7 @@
 /* request.c — parsing CIM-XML requests (see request.h). libxml2 reads the
  * body with DTDs refused and no network; before that, a lenient pre-pass
  * escapes the bare '&' and '<' that wbemcli leaves inside VALUE text. */
+#define _GNU_SOURCE 1
 #include "request.h"
 
 #include <ctype.h>

@@ -496,6 +496,13 @@ static const cdecl_ classes[] = {
      {{"AffectedElement", "ref:CIM_ManagedElement"}, {"AffectingElement", "ref:CIM_Job"},
       {"ElementEffects", "uint16", true}},
      {"AffectedElement", "AffectingElement"}, {{0}}},
+    {"Msvm_VirtualSystemReferencePointSettingData", "CIM_SettingData",
+     {{"InstanceID", "string"}, {"ElementName", "string"}, {"ConsistencyLevel", "uint8"}},
+     {"InstanceID"}, {{0}}},
+    {"Msvm_VirtualSystemReferencePointExportSettingData", "CIM_SettingData",
+     {{"InstanceID", "string"}, {"ElementName", "string"}, {"BaseReferencePoint", "string"},
+      {"DisksToExport", "string", true}},
+     {"InstanceID"}, {{0}}},
     {"Msvm_Error", "CIM_Error",
      {{"ErrorType", "uint16"}, {"MessageID", "string"}, {"Message", "string"},
       {"PerceivedSeverity", "uint16"}, {"CIMStatusCode", "uint32"}},
@@ -708,8 +715,9 @@ static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
   } else if (!strcasecmp(cls, "Msvm_ReferencePointOfVirtualSystem") ||
              !strcasecmp(cls, "Msvm_AffectedJobElement")) {
     return assoc_instances(ctx, cls, NULL, r, out, n);
-  } else if (!strcasecmp(cls, "Msvm_Error")) {
-    /* no instances: errors travel embedded in GetError answers */
+  } else if (!strcasecmp(cls, "Msvm_Error") || strcasestr(cls, "SettingData")) {
+    /* no instances: errors travel embedded in GetError answers, setting
+     * data embedded in method parameters */
   } else if (!strcasecmp(cls, "Msvm_ConcreteJob") ||
              !strcasecmp(cls, "Msvm_VirtualSystemReferencePointExportJob")) {
     bool only_export = strcasecmp(cls, "Msvm_ConcreteJob") != 0;
@@ -765,6 +773,7 @@ static int get_one(rp_ctx *ctx, const char *cls, const cim_objpath *p, reply *r,
     svc_inst(out);
     found = 1;
   } else if (!strcasecmp(cls, "Msvm_StorageAllocationSettingData") || !strcasecmp(cls, "Msvm_Error") ||
+             strcasestr(cls, "ReferencePointSettingData") || strcasestr(cls, "ExportSettingData") ||
              !strcasecmp(cls, "Msvm_ReferencePointOfVirtualSystem") ||
              !strcasecmp(cls, "Msvm_AffectedJobElement")) {
     inst *l;

@@ -118,7 +118,13 @@ rp vm add big --disk big.qcow2 >/dev/null
 RB=$(rp rp create big)
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$RB\",ExportDirectory=\"$T/roots/cancel\"")
 J=$(jobpath "$out")
-sleep 0.3
+seen=
+for i in $(seq 100); do
+  pc=$(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" | grep -o 'PercentComplete=[0-9]*' | cut -d= -f2)
+  if [ -n "$pc" ] && [ "$pc" -gt 0 ] && [ "$pc" -lt 100 ]; then seen=$pc; break; fi
+  sleep 0.02
+done
+[ -n "$seen" ] && echo "ok: PercentComplete moving ($seen %) during the export" || echo "note: no intermediate PercentComplete seen"
 wbemcli cm "http://w:wpass@127.0.0.1:$PORT/$J" "RequestStateChange.RequestedState=4" | grep -q "RequestStateChange: 0" || echo "note: the export ended before the cancel"
 st=$(waitjob "$J")
 if [ "$st" = 8 ]; then
@@ -174,6 +180,24 @@ set +e; wbemcli di "$U:Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSyst
 grep -q "(7) CIM_ERR_NOT_SUPPORTED" "$T/e" || fail "DeleteInstance: $(cat "$T/e")"
 set +e; wbemcli ei "http://w:wpass@127.0.0.1:$PORT/root/other:Msvm_ComputerSystem" 2>"$T/e"; set -e
 grep -q "(3) CIM_ERR_INVALID_NAMESPACE" "$T/e" || fail "namespace: $(cat "$T/e")"
+# more bad requests: unknown method, wrong type, missing keys, deep nesting, big headers
+out=$(call NoSuchMethod "")
+echo "$out" | grep -q 'ERROR CODE="17"' || fail "unknown method: $out"
+out=$(call CreateReferencePoint "<PARAMVALUE NAME=\"AffectedSystem\"><VALUE.REFERENCE><INSTANCENAME CLASSNAME=\"Msvm_ComputerSystem\"><KEYBINDING NAME=\"Name\"><KEYVALUE>$VM</KEYVALUE></KEYBINDING></INSTANCENAME></VALUE.REFERENCE></PARAMVALUE><PARAMVALUE NAME=\"ReferencePointType\"><VALUE>abc</VALUE></PARAMVALUE>")
+echo "$out" | grep -q '<RETURNVALUE PARAMTYPE="uint32"><VALUE>1</VALUE>' || fail "ReferencePointType abc: $out"
+out=$(call CreateReferencePoint "<PARAMVALUE NAME=\"AffectedSystem\"><VALUE>not a reference</VALUE></PARAMVALUE>")
+echo "$out" | grep -q 'ERROR CODE="4"' || fail "a string where a reference belongs: $out"
+set +e; wbemcli gi "$U:Msvm_VirtualSystemReferencePoint" 2>"$T/e"; set -e
+grep -q "Keys not specified" "$T/e" || fail "wbemcli sent a GetInstance without keys: $(cat "$T/e")"
+out=$(curl -s -u 'u:p@ss w,rd' -X POST "http://127.0.0.1:$PORT/cimom" -H 'CIMOperation: MethodCall' --data-binary '<?xml version="1.0"?><CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="5" PROTOCOLVERSION="1.0"><SIMPLEREQ><IMETHODCALL NAME="GetInstance"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="virtualization"/><NAMESPACE NAME="v2"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME="InstanceName"><INSTANCENAME CLASSNAME="Msvm_VirtualSystemReferencePoint"/></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>')
+echo "$out" | grep -q 'ERROR CODE="6"' || fail "raw GetInstance without keys: $out"
+deep=$(printf '<a>%.0s' $(seq 5000))
+code=$(curl -s -o /dev/null -w '%{http_code}' -u 'u:p@ss w,rd' -X POST -H 'CIMOperation: MethodCall' --data "<?xml version=\"1.0\"?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\">$deep" "http://127.0.0.1:$PORT/cimom")
+[ "$code" = 400 ] || fail "deep nesting: HTTP $code"
+big=$(head -c 100000 /dev/zero | tr '\0' 'x')
+code=$(curl -s -o /dev/null -w '%{http_code}' -u 'u:p@ss w,rd' -X POST -H 'CIMOperation: MethodCall' -H "X-Big: $big" --data x "http://127.0.0.1:$PORT/cimom")
+[ "$code" -ge 400 ] || fail "a 100 kB header was accepted ($code)"
+kill -0 $DPID || fail "refpointd died on bad requests"
 ok "CIM return codes: 32769 outside the roots (symlinks too), 32773, CIM errors 3, 5, 6, 7"
 
 hdr() { curl -s -u 'u:p@ss w,rd' -o /dev/null -D - -X POST "http://127.0.0.1:$PORT/cimom" "$@" | tr -d '\r'; }
