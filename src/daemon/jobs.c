@@ -119,7 +119,23 @@ static void *run(void *arg)
     finish(j, -1, j->v.type == DJ_CREATE ? 2 : 32768);
     return NULL;
   }
-  if (j->v.type == DJ_CREATE) {
+  if (j->v.type == DJ_DESTROY || j->v.type == DJ_REMOVE || j->v.type == DJ_IMPORT) {
+    int rc;
+    if (j->v.type == DJ_IMPORT) {
+      rp_point_info *p = NULL;
+      rc = rp_point_import(ctx, j->arg_vs, j->arg_dir, j->arg_base, j->job, &p);
+      if (rc == 0) {
+        pthread_mutex_lock(&lock);
+        j->v.rp_id = dup(p->instance_id);
+        j->v.vs_id = dup(p->virtual_system_identifier);
+        pthread_mutex_unlock(&lock);
+        rp_point_info_free(p);
+      }
+    } else
+      rc = j->v.type == DJ_DESTROY ? rp_point_destroy(ctx, j->arg_rp, j->job)
+                                   : rp_point_remove_data(ctx, j->arg_rp, j->job);
+    finish(j, rc, rc ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+  } else if (j->v.type == DJ_CREATE) {
     rp_point_info *p;
     int rc = rp_point_create(ctx, j->arg_vs, j->type, j->level, j->job, &p);
     if (rc == 0) {
@@ -193,6 +209,23 @@ int djob_create(const char *state_dir, const char *vs, uint16_t type, uint16_t l
   j->v.vs_id = NULL;
   j->type = type;
   j->level = level;
+  return start(j, id);
+}
+
+int djob_simple(const char *state_dir, int type, const char *arg, const char *arg2,
+                const char *arg3, char id[37])
+{
+  djob *j = calloc(1, sizeof *j);
+  j->v.type = type;
+  j->state_dir = dup(state_dir);
+  if (type == DJ_IMPORT) {
+    j->arg_vs = dup(arg);
+    j->arg_dir = dup(arg2);  /* config file */
+    j->arg_base = dup(arg3); /* runtime-state file */
+  } else {
+    j->arg_rp = dup(arg);
+    j->v.rp_id = dup(arg);
+  }
   return start(j, id);
 }
 

@@ -8,7 +8,7 @@
 #define RP_DJOBS_H
 #include "refpoint.h"
 
-enum { DJ_CREATE = 201, DJ_EXPORT = 203 };
+enum { DJ_CREATE = 201, DJ_DESTROY = 202, DJ_EXPORT = 203, DJ_REMOVE = 204, DJ_IMPORT = 209 };
 
 typedef struct djob_view {
   char id[37];
@@ -25,6 +25,10 @@ typedef struct djob_view {
 
 /* Start a job; its InstanceID goes to id. Return 0, or -1 (no thread). */
 int djob_create(const char *state_dir, const char *vs, uint16_t type, uint16_t level, char id[37]);
+/* Destroy (202), RemoveAssociatedData (204): arg = RP; Import (209): arg = VS,
+ * arg2/arg3 = config and runtime-state files. */
+int djob_simple(const char *state_dir, int type, const char *arg, const char *arg2,
+                const char *arg3, char id[37]);
 int djob_export(const char *state_dir, const char *rp, const char *dir, const char *base,
                 char *const *disks, size_t n, char id[37]);
 /* Views of the jobs still kept (finished jobs go 5 minutes after they end). */

@@ -308,7 +308,10 @@ static void job_inst(inst *in, const djob_view *j)
   bool ex = j->type == DJ_EXPORT;
   *in = (inst){.cls = ex ? "Msvm_VirtualSystemReferencePointExportJob" : "Msvm_ConcreteJob"};
   put(in, "InstanceID", "string", true, j->id);
-  put(in, "Name", "string", false, ex ? "Export reference point" : "Create reference point");
+  put(in, "Name", "string", false,
+      ex ? "Export reference point" : j->type == DJ_CREATE ? "Create reference point"
+      : j->type == DJ_DESTROY ? "Destroy reference point" : j->type == DJ_REMOVE ? "Remove associated data"
+                                                                               : "Import reference point metadata");
   put(in, "JobState", "uint16", false, st);
   put(in, "JobType", "uint16", false, ty);
   put(in, "PercentComplete", "uint16", false, pc);
@@ -1328,8 +1331,17 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
       w_return(r, 32773);
       return 0;
     }
-    int rc = m[0] == 'D' ? rp_point_destroy(ctx, rp_key, NULL) : rp_point_remove_data(ctx, rp_key, NULL);
-    w_return(r, rc < 0 ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+    rp_point_info *p;
+    if (rp_point_get(ctx, rp_key, &p) < 0) {
+      w_return(r, rp_err_hyperv_code(rp_last_error()->code));
+      return 0;
+    }
+    rp_point_info_free(p);
+    char id[37];
+    if (djob_simple(state_dir, m[0] == 'D' ? DJ_DESTROY : DJ_REMOVE, rp_key, NULL, NULL, id) < 0)
+      w_return(r, 32768);
+    else
+      job_started(r, id, "Msvm_ConcreteJob");
     return 0;
   }
   if (!strcmp(m, "ImportReferencePointMetadata")) {
@@ -1340,8 +1352,17 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
       w_return(r, 32773);
       return 0;
     }
-    int rc = rp_point_import(ctx, vs, cf, rf, NULL, NULL);
-    w_return(r, rc < 0 ? rp_err_hyperv_code(rp_last_error()->code) : 0);
+    rp_vs_info *vsi;
+    if (rp_vs_get(ctx, vs, &vsi) < 0) {
+      w_return(r, rp_err_hyperv_code(rp_last_error()->code));
+      return 0;
+    }
+    rp_vs_info_free(vsi);
+    char id[37];
+    if (djob_simple(state_dir, DJ_IMPORT, vs, cf, rf, id) < 0)
+      w_return(r, 32768);
+    else
+      job_started(r, id, "Msvm_ConcreteJob");
     return 0;
   }
   return cim_fail(r, 17, "no method %s", m);

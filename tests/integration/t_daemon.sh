@@ -284,6 +284,24 @@ wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$DONEJOB" | grep -q 'JobState=7' || f
 rp export "$RB" "$T/roots/crash" >/dev/null || fail "the next export after the crash"
 ok "after kill -9 and restart: the running job is 10 Exception with a reason, its partial output gone, finished jobs kept"
 
+# RemoveAssociatedData, ImportReferencePointMetadata and DestroyReferencePoint as jobs
+out=$(wbemcli cm "$SVC" "RemoveAssociatedData.AffectedReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R2\"")
+echo "$out" | grep -q "RemoveAssociatedData: 4096" || fail "RemoveAssociatedData: $out"
+[ "$(waitjob "$(jobpath "$out")")" = 7 ] || fail "remove-data job"
+wbemcli gi "$U:Msvm_VirtualSystemReferencePoint.InstanceID=\"$R2\",VirtualSystemIdentifier=\"$VM\"" | grep -q "HasAssociatedData=FALSE" || fail "R2 still has data"
+out=$(wbemcli cm "$SVC" "DestroyReferencePoint.AffectedReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R2\"")
+[ "$(waitjob "$(jobpath "$out")")" = 7 ] || fail "destroy job: $out"
+set +e; wbemcli gi "$U:Msvm_VirtualSystemReferencePoint.InstanceID=\"$R2\",VirtualSystemIdentifier=\"$VM\"" 2>"$T/e"; set -e
+grep -q "(6)" "$T/e" || fail "destroyed RP still there"
+EX="$T/roots/bk/${R2#Microsoft:}"
+out=$(wbemcli cm "$SVC" "ImportReferencePointMetadata.AffectedSystem=Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\",ConfigFilePath=\"$EX/config.json\",RuntimeStateFilePath=\"$EX/runtime-state.json\"")
+J=$(jobpath "$out")
+[ "$(waitjob "$J")" = 7 ] || fail "import job: $(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J")"
+wbemcli ei "$U:Msvm_VirtualSystemReferencePoint" | grep -q "InstanceID=\"$R2\"" || fail "imported RP not listed"
+out=$(wbemcli cm "$SVC" "DestroyReferencePoint.AffectedReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"Microsoft:00000000-0000-4000-8000-000000000000\"")
+echo "$out" | grep -q "DestroyReferencePoint: 32773" || fail "destroy of an unknown RP: $out"
+ok "RemoveAssociatedData, DestroyReferencePoint and ImportReferencePointMetadata through jobs"
+
 # a clean stop, and no sanitizer report in its log (under make test's ASan build)
 kill -TERM $DPID; wait $DPID || fail "refpointd exited with $? on SIGTERM"
 if grep -q "Sanitizer" "$T/d.log"; then cat "$T/d.log"; fail "sanitizer report from refpointd"; fi
