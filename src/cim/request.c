@@ -204,11 +204,23 @@ static char *ns_of(xmlNode *lnp)
 static cim_objpath *path_of(xmlNode *in, const char *nspace, char *err)
 {
   char *cls = attr(in, "CLASSNAME");
+  /* wbemcli prints a reference key as HOST/ns/nsClass (no ':') and sends
+   * that back as the CLASSNAME: keep what follows the last '/' or ':' */
+  const char *cn = cls ? cls : "";
+  for (const char *c = cn; *c; c++)
+    if (*c == '/' || *c == ':')
+      cn = c + 1;
+  if (cn != cls && cls) {
+    /* "v2Msvm_X": drop a namespace segment glued to the class name */
+    const char *u = strstr(cn, "Msvm_") ? strstr(cn, "Msvm_") : strstr(cn, "CIM_");
+    if (u)
+      cn = u;
+  }
   cim_buf b = {0};
   cim_buf_add(&b, "");
   if (nspace && *nspace)
     cim_buf_addf(&b, "%s:", nspace);
-  cim_buf_add(&b, cls ? cls : "");
+  cim_buf_add(&b, cn);
   free(cls);
   int k = 0;
   for (xmlNode *kb = in->children; kb; kb = kb->next) {

@@ -1,15 +1,15 @@
 /* refpointd — the reference point service over CIM-XML (DMTF DSP0200) on
  * HTTP, so that WBEM clients such as wbemcli call it as they would call
- * Hyper-V's Msvm_VirtualSystemReferencePointService.
+ * Hyper-V's Msvm_VirtualSystemReferencePointService (docs/refpointd.md).
  *
- * This is the first slice (see docs/refpointd.md for what is in it and
- * what is not yet): HTTP on a loopback address, one thread per connection
- * (a slow client never blocks another), bounded bodies and timeouts,
- * GetClass / EnumerateInstances / EnumerateInstanceNames / GetInstance for
- * Msvm_ComputerSystem, Msvm_VirtualSystemReferencePoint and the service,
- * and the five methods, which finish before they answer (return code 0,
- * which clients must accept besides 4096). Anything else: CIM_ERR_NOT_SUPPORTED.
- * Layering: HTTP here; CIM text in src/cim; the operations are librefpoint's. */
+ * Listeners: a unix socket (mode 0660, no password) and, when asked, HTTP on
+ * loopback or HTTPS, both with Basic authentication. One thread per
+ * connection (a slow client never blocks another), bounded bodies, a
+ * timeout for slow clients. Operations: GetClass, Enumerate*, GetInstance,
+ * Associators/References (+Names), ExecQuery (WQL), DeleteInstance (jobs),
+ * and the five methods, each run as a job (jobs.c) recorded in the store.
+ * Layering: HTTP and dispatch here; CIM text in src/cim; operations are
+ * librefpoint's. */
 #define _GNU_SOURCE 1
 #include "refpoint.h"
 #include "config.h"
@@ -209,6 +209,7 @@ typedef struct prop {
   bool key, array, ref;
   size_t n;
   char **v;
+  char *refpath; /* ref: the target as "Class.K=\"v\",..." for key matching */
 } prop;
 
 typedef struct inst {
@@ -240,6 +241,7 @@ static void put_arr(inst *in, const char *name, const char *type, char **v, size
 static void inst_clear(inst *in)
 {
   for (size_t i = 0; i < in->n; i++) {
+    free(in->p[i].refpath);
     for (size_t k = 0; k < in->p[i].n; k++)
       free(in->p[i].v[k]);
     free(in->p[i].v);
@@ -403,6 +405,19 @@ static void put_ref(inst *in, const char *name, const char *refclass, bool key, 
   *p = (prop){.name = name, .type = refclass, .key = key, .ref = true, .n = 1};
   p->v = malloc(sizeof(char *));
   p->v[0] = b.s;
+  cim_buf t = {0};
+  cim_buf_add(&t, target->cls);
+  int k = 0;
+  for (size_t i = 0; i < target->n; i++)
+    if (target->p[i].key && target->p[i].n) {
+      cim_buf_addf(&t, "%c%s=\"", k++ ? ',' : '.', target->p[i].name);
+      for (const char *c = target->p[i].v[0]; *c; c++) {
+        char one[3] = {*c == '"' || *c == '\\' ? '\\' : *c, *c == '"' || *c == '\\' ? *c : 0, 0};
+        cim_buf_add(&t, one);
+      }
+      cim_buf_add(&t, "\"");
+    }
+  p->refpath = t.s;
 }
 
 static void rpvs_inst(inst *in, const inst *vm, const inst *rpi)
@@ -813,7 +828,23 @@ static int get_one(rp_ctx *ctx, const char *cls, const cim_objpath *p, reply *r,
 static bool same_keys(const inst *in, const cim_objpath *p)
 {
   for (size_t i = 0; i < in->n; i++)
-    if (in->p[i].key) {
+    if (in->p[i].key && in->p[i].ref) {
+      /* a reference key: every key of our target must be in the given path */
+      const char *v = cim_objpath_key(p, in->p[i].name);
+      char err[CIM_ERRLEN];
+      cim_objpath *want = v ? cim_objpath_parse(v, strlen(v), err) : NULL;
+      cim_objpath *have = cim_objpath_parse(in->p[i].refpath, strlen(in->p[i].refpath), err);
+      bool ok = want && have && !strcasecmp(want->classname, have->classname);
+      for (size_t k = 0; ok && have && k < have->n_keys; k++) {
+        const char *w = cim_objpath_key(want, have->keys[k].name);
+        ok = w ? !strcasecmp(w, have->keys[k].value) : !strcmp(have->keys[k].name, "VirtualSystemIdentifier") ||
+                                                          !strcmp(have->keys[k].name, "CreationClassName");
+      }
+      cim_objpath_free(want);
+      cim_objpath_free(have);
+      if (!ok)
+        return false;
+    } else if (in->p[i].key) {
       const char *v = cim_objpath_key(p, in->p[i].name);
       if (v && strcasecmp(v, in->p[i].v[0]))
         return false;

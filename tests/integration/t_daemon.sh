@@ -156,6 +156,8 @@ wbemcli rin "$U:Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Na
 wbemcli ri "$U:Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",VirtualSystemIdentifier=\"$VM\"" >"$T/ri"
 grep -q "Antecedent" "$T/ri" && grep -q "Dependent" "$T/ri" || fail "References of an RP: $(cat "$T/ri")"
 grep -q "Msvm_AffectedJobElement" "$T/ri" && grep -q "ElementEffects=5" "$T/ri" || fail "AffectedJobElement of the created RP: $(cat "$T/ri")"
+AP=$(wbemcli ein "$U:Msvm_ReferencePointOfVirtualSystem" | head -n1)
+wbemcli gi "http://w:wpass@$AP" | grep -q "Dependent" || fail "GetInstance of an association instance (as wbemcli names it)"
 wbemcli ei "$U:Msvm_StorageAllocationSettingData" | grep -q "HostResource=\"$T/a.qcow2\"" || fail "disk class"
 D0=$(jfield "$(rpj vm show web)" InstanceID | sed 's/\\\\/\\/g')
 wbemcli ei "$U:Msvm_StorageAllocationSettingData" | grep -qF "${D0//\\/\\\\}" || fail "disk InstanceID as in VirtualDiskIdentifiers"
