@@ -9,7 +9,7 @@ SECS=${FUZZ_SECONDS:-60}
 OUT=build-fuzz; mkdir -p "$OUT"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc/cim $(pkg-config --cflags libxml-2.0)"
 LIBS="$(pkg-config --libs libxml-2.0)"
-SRC="src/cim/objpath.c src/cim/wql.c src/cim/instance.c src/cim/request.c"
+SRC="src/cim/objpath.c src/cim/wql.c src/cim/instance.c src/cim/request.c src/cim/cimutil.c"
 rc=0
 for t in objpath wql instance request config; do
   if [ $t = config ]; then

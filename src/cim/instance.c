@@ -2,7 +2,7 @@
  * ExportSettingData): CIM-XML <INSTANCE> text, parsed with libxml2 with
  * DTDs, entities and network access refused, and MOF "instance of" text,
  * parsed by hand. Both give the same cim_instance. */
-#include "cim.h"
+#include "cim_internal.h"
 
 #include <ctype.h>
 #include <libxml/parser.h>
@@ -13,30 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
-static void *xrealloc(void *p, size_t n)
-{
-  p = realloc(p, n ? n : 1);
-  if (!p)
-    abort();
-  return p;
-}
 
-static char *xstrdup(const char *s)
-{
-  char *r = strdup(s ? s : "");
-  if (!r)
-    abort();
-  return r;
-}
 
-static void *seterr(char *err, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, CIM_ERRLEN, fmt, ap);
-  va_end(ap);
-  return NULL;
-}
 
 void cim_instance_free(cim_instance *in)
 {
@@ -76,16 +54,16 @@ static bool valid_name(const char *s)
 static cim_prop *add_prop(cim_instance *in, const char *name, char *err)
 {
   if (!valid_name(name))
-    return seterr(err, "bad property name");
+    return cim_seterr(err, "bad property name");
   if (in->n_props == CIM_MAX_PROPS)
-    return seterr(err, "more than %d properties", CIM_MAX_PROPS);
+    return cim_seterr(err, "more than %d properties", CIM_MAX_PROPS);
   for (size_t i = 0; i < in->n_props; i++)
     if (!strcasecmp(in->props[i].name, name))
-      return seterr(err, "property %s given twice", name);
-  in->props = xrealloc(in->props, (in->n_props + 1) * sizeof *in->props);
+      return cim_seterr(err, "property %s given twice", name);
+  in->props = cim_xrealloc(in->props, (in->n_props + 1) * sizeof *in->props);
   cim_prop *p = &in->props[in->n_props++];
   memset(p, 0, sizeof *p);
-  p->name = xstrdup(name);
+  p->name = cim_xstrdup(name);
   p->is_null = true;
   return p;
 }
@@ -94,10 +72,10 @@ static bool add_value(cim_prop *p, char *v, char *err)
 {
   if (p->n_values == CIM_MAX_ARRAY) {
     free(v);
-    seterr(err, "array %s longer than %d", p->name, CIM_MAX_ARRAY);
+    cim_seterr(err, "array %s longer than %d", p->name, CIM_MAX_ARRAY);
     return false;
   }
-  p->values = xrealloc(p->values, (p->n_values + 1) * sizeof(char *));
+  p->values = cim_xrealloc(p->values, (p->n_values + 1) * sizeof(char *));
   p->values[p->n_values++] = v;
   p->is_null = false;
   return true;
@@ -105,52 +83,34 @@ static bool add_value(cim_prop *p, char *v, char *err)
 
 /* ---- CIM-XML --------------------------------------------------------------- */
 
-static bool is(xmlNode *n, const char *name)
-{
-  return n && n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
-}
 
-static char *attr(xmlNode *n, const char *name)
-{
-  xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
-  char *r = v ? xstrdup((const char *)v) : NULL;
-  xmlFree(v);
-  return r;
-}
 
-static char *text_of(xmlNode *n)
-{
-  xmlChar *c = xmlNodeGetContent(n);
-  char *r = xstrdup(c ? (const char *)c : "");
-  xmlFree(c);
-  return r;
-}
 
 /* INSTANCENAME (possibly inside INSTANCEPATH/LOCALINSTANCEPATH) as path text */
 static char *ref_text(xmlNode *vr, int depth)
 {
   if (!vr || depth > 8)
     return NULL;
-  if (is(vr, "INSTANCENAME")) {
-    char *cls = attr(vr, "CLASSNAME");
+  if (cim_xml_is(vr, "INSTANCENAME")) {
+    char *cls = cim_xml_attr(vr, "CLASSNAME");
     if (!cls)
       return NULL;
     size_t cap = strlen(cls) + 2, o = 0;
-    char *r = xrealloc(NULL, cap);
+    char *r = cim_xrealloc(NULL, cap);
     o += (size_t)snprintf(r, cap, "%s", cls);
     free(cls);
     int nk = 0;
     for (xmlNode *k = vr->children; k; k = k->next) {
-      if (!is(k, "KEYBINDING"))
+      if (!cim_xml_is(k, "KEYBINDING"))
         continue;
-      char *kn = attr(k, "NAME");
+      char *kn = cim_xml_attr(k, "NAME");
       char *kv = NULL;
       for (xmlNode *v = k->children; v; v = v->next)
-        if (is(v, "KEYVALUE") && !kv) /* the first one counts */
-          kv = text_of(v);
+        if (cim_xml_is(v, "KEYVALUE") && !kv) /* the first one counts */
+          kv = cim_xml_text(v);
       if (kn && kv && valid_name(kn)) {
         size_t need = o + strlen(kn) + 2 * strlen(kv) + 8;
-        r = xrealloc(r, need);
+        r = cim_xrealloc(r, need);
         o += (size_t)sprintf(r + o, "%c%s=\"", nk++ ? ',' : '.', kn);
         for (const char *c = kv; *c; c++) {
           if (*c == '"' || *c == '\\')
@@ -177,7 +137,7 @@ static char *ref_text(xmlNode *vr, int depth)
 static xmlNode *find_instance(xmlNode *n, int depth)
 {
   for (; n && depth < CIM_MAX_DEPTH; n = n->next) {
-    if (is(n, "INSTANCE"))
+    if (cim_xml_is(n, "INSTANCE"))
       return n;
     xmlNode *f = find_instance(n->children, depth + 1);
     if (f)
@@ -189,50 +149,44 @@ static xmlNode *find_instance(xmlNode *n, int depth)
 cim_instance *cim_instance_parse_xml(const char *s, size_t len, char err[CIM_ERRLEN])
 {
   if (!s || len == 0)
-    return seterr(err, "empty embedded instance");
+    return cim_seterr(err, "empty embedded instance");
   if (len > CIM_MAX_TEXT)
-    return seterr(err, "embedded instance longer than %u bytes", CIM_MAX_TEXT);
+    return cim_seterr(err, "embedded instance longer than %u bytes", CIM_MAX_TEXT);
   /* refuse DTDs before the parser sees them: no entity can be declared, so
    * none can be expanded (billion laughs) or resolved (XXE) */
-  for (size_t i = 0; i + 1 < len; i++)
-    if (s[i] == '<' && s[i + 1] == '!') {
-      if (i + 3 < len && s[i + 2] == '-' && s[i + 3] == '-')
-        continue; /* a comment */
-      if (i + 8 < len && !memcmp(s + i, "<![CDATA[", 9))
-        continue;
-      return seterr(err, "DOCTYPE and entity declarations are not accepted");
-    }
+  if (cim_find_decl(s, len) >= 0)
+    return cim_seterr(err, "DOCTYPE and entity declarations are not accepted");
   xmlDoc *doc = xmlReadMemory(s, (int)len, "embedded-instance.xml", NULL,
                               XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                                   XML_PARSE_NOCDATA);
   if (!doc) {
     const xmlError *e = xmlGetLastError();
-    return seterr(err, "malformed XML%s%s", e && e->message ? ": " : "",
+    return cim_seterr(err, "malformed XML%s%s", e && e->message ? ": " : "",
                   e && e->message ? e->message : "");
   }
   cim_instance *in = NULL;
   if (doc->intSubset || doc->extSubset) {
-    seterr(err, "DOCTYPE is not accepted");
+    cim_seterr(err, "DOCTYPE is not accepted");
     goto out;
   }
   xmlNode *inst = find_instance(xmlDocGetRootElement(doc), 0);
   if (!inst) {
-    seterr(err, "no INSTANCE element");
+    cim_seterr(err, "no INSTANCE element");
     goto out;
   }
   in = calloc(1, sizeof *in);
   if (!in)
     abort();
-  in->classname = attr(inst, "CLASSNAME");
+  in->classname = cim_xml_attr(inst, "CLASSNAME");
   if (!valid_name(in->classname)) {
-    seterr(err, "INSTANCE has no valid CLASSNAME");
+    cim_seterr(err, "INSTANCE has no valid CLASSNAME");
     goto fail;
   }
   for (xmlNode *p = inst->children; p; p = p->next) {
-    bool arr = is(p, "PROPERTY.ARRAY"), ref = is(p, "PROPERTY.REFERENCE");
-    if (!is(p, "PROPERTY") && !arr && !ref)
+    bool arr = cim_xml_is(p, "PROPERTY.ARRAY"), ref = cim_xml_is(p, "PROPERTY.REFERENCE");
+    if (!cim_xml_is(p, "PROPERTY") && !arr && !ref)
       continue;
-    char *name = attr(p, "NAME");
+    char *name = cim_xml_attr(p, "NAME");
     if (name && name[0] == '_' && name[1] == '_') { /* WMI system properties */
       free(name);
       continue;
@@ -241,21 +195,21 @@ cim_instance *cim_instance_parse_xml(const char *s, size_t len, char err[CIM_ERR
     free(name);
     if (!cp)
       goto fail;
-    cp->type = ref ? xstrdup("reference") : attr(p, "TYPE");
+    cp->type = ref ? cim_xstrdup("reference") : cim_xml_attr(p, "TYPE");
     cp->is_array = arr;
     for (xmlNode *v = p->children; v; v = v->next) {
-      if (!arr && is(v, "VALUE")) {
-        if (!add_value(cp, text_of(v), err))
+      if (!arr && cim_xml_is(v, "VALUE")) {
+        if (!add_value(cp, cim_xml_text(v), err))
           goto fail;
-      } else if (arr && is(v, "VALUE.ARRAY")) {
+      } else if (arr && cim_xml_is(v, "VALUE.ARRAY")) {
         cp->is_null = false;
         for (xmlNode *e = v->children; e; e = e->next)
-          if (is(e, "VALUE") && !add_value(cp, text_of(e), err))
+          if (cim_xml_is(e, "VALUE") && !add_value(cp, cim_xml_text(e), err))
             goto fail;
-      } else if (ref && is(v, "VALUE.REFERENCE")) {
+      } else if (ref && cim_xml_is(v, "VALUE.REFERENCE")) {
         char *t = ref_text(v, 0);
         if (!t) {
-          seterr(err, "reference property %s has no INSTANCENAME", cp->name);
+          cim_seterr(err, "reference property %s has no INSTANCENAME", cp->name);
           goto fail;
         }
         if (!add_value(cp, t, err))
@@ -360,7 +314,7 @@ static char *mof_scalar(mof *m, bool *is_null)
       for (;;) {
         if (m->pos >= m->len) {
           free(r);
-          seterr(m->err, "unterminated string");
+          cim_seterr(m->err, "unterminated string");
           return NULL;
         }
         char c = m->s[m->pos++];
@@ -369,20 +323,20 @@ static char *mof_scalar(mof *m, bool *is_null)
         if (c == '\\') {
           if (m->pos >= m->len) {
             free(r);
-            seterr(m->err, "unterminated string");
+            cim_seterr(m->err, "unterminated string");
             return NULL;
           }
           char e = m->s[m->pos++];
           c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == '0' ? '\0' : e;
           if (c == '\0') {
             free(r);
-            seterr(m->err, "NUL character in a string");
+            cim_seterr(m->err, "NUL character in a string");
             return NULL;
           }
         }
         if (o + 2 > cap) {
           cap *= 2;
-          r = xrealloc(r, cap);
+          r = cim_xrealloc(r, cap);
         }
         r[o++] = c;
       }
@@ -393,17 +347,17 @@ static char *mof_scalar(mof *m, bool *is_null)
   }
   if (mof_word(m, "NULL")) {
     *is_null = true;
-    return xstrdup("");
+    return cim_xstrdup("");
   }
   if (mof_word(m, "TRUE"))
-    return xstrdup("TRUE");
+    return cim_xstrdup("TRUE");
   if (mof_word(m, "FALSE"))
-    return xstrdup("FALSE");
+    return cim_xstrdup("FALSE");
   size_t p0 = m->pos;
   while (m->pos < m->len && (isalnum((unsigned char)m->s[m->pos]) || strchr("+-._", m->s[m->pos])))
     m->pos++;
   if (m->pos == p0 || m->pos - p0 > 64) {
-    seterr(m->err, "expected a value at offset %zu", p0);
+    cim_seterr(m->err, "expected a value at offset %zu", p0);
     return NULL;
   }
   char *r = malloc(m->pos - p0 + 1);
@@ -412,7 +366,7 @@ static char *mof_scalar(mof *m, bool *is_null)
   memcpy(r, m->s + p0, m->pos - p0);
   r[m->pos - p0] = '\0';
   if (!(isdigit((unsigned char)r[0]) || r[0] == '-' || r[0] == '+' || r[0] == '.')) {
-    seterr(m->err, "unexpected word '%.32s' where a value belongs", r);
+    cim_seterr(m->err, "unexpected word '%.32s' where a value belongs", r);
     free(r);
     return NULL;
   }
@@ -422,20 +376,20 @@ static char *mof_scalar(mof *m, bool *is_null)
 cim_instance *cim_instance_parse_mof(const char *s, size_t len, char err[CIM_ERRLEN])
 {
   if (!s || len == 0)
-    return seterr(err, "empty embedded instance");
+    return cim_seterr(err, "empty embedded instance");
   if (len > CIM_MAX_TEXT)
-    return seterr(err, "embedded instance longer than %u bytes", CIM_MAX_TEXT);
+    return cim_seterr(err, "embedded instance longer than %u bytes", CIM_MAX_TEXT);
   if (memchr(s, '\0', len))
-    return seterr(err, "embedded instance contains a NUL byte");
+    return cim_seterr(err, "embedded instance contains a NUL byte");
   mof m = {s, len, 0, err};
   if (!mof_word(&m, "instance") || !mof_word(&m, "of"))
-    return seterr(err, "expected 'instance of'");
+    return cim_seterr(err, "expected 'instance of'");
   cim_instance *in = calloc(1, sizeof *in);
   if (!in)
     abort();
   in->classname = mof_ident(&m);
   if (!in->classname) {
-    seterr(err, "expected a class name after 'instance of'");
+    cim_seterr(err, "expected a class name after 'instance of'");
     goto fail;
   }
   if (mof_word(&m, "as")) { /* alias: as $name */
@@ -445,7 +399,7 @@ cim_instance *cim_instance_parse_mof(const char *s, size_t len, char err[CIM_ERR
     free(mof_ident(&m));
   }
   if (!mof_char(&m, '{')) {
-    seterr(err, "expected '{' after the class name");
+    cim_seterr(err, "expected '{' after the class name");
     goto fail;
   }
   while (!mof_char(&m, '}')) {
@@ -454,13 +408,13 @@ cim_instance *cim_instance_parse_mof(const char *s, size_t len, char err[CIM_ERR
       while (m.pos < m.len && m.s[m.pos] != ']')
         m.pos++;
       if (!mof_char(&m, ']')) {
-        seterr(err, "unterminated qualifier list");
+        cim_seterr(err, "unterminated qualifier list");
         goto fail;
       }
     }
     char *name = mof_ident(&m);
     if (!name) {
-      seterr(err, "expected a property name or '}' at offset %zu", m.pos);
+      cim_seterr(err, "expected a property name or '}' at offset %zu", m.pos);
       goto fail;
     }
     cim_prop *p = add_prop(in, name, err);
@@ -468,7 +422,7 @@ cim_instance *cim_instance_parse_mof(const char *s, size_t len, char err[CIM_ERR
     if (!p)
       goto fail;
     if (!mof_char(&m, '=')) {
-      seterr(err, "expected '=' after property %s", p->name);
+      cim_seterr(err, "expected '=' after property %s", p->name);
       goto fail;
     }
     if (mof_char(&m, '{')) {
@@ -482,7 +436,7 @@ cim_instance *cim_instance_parse_mof(const char *s, size_t len, char err[CIM_ERR
             goto fail;
         } while (mof_char(&m, ','));
         if (!mof_char(&m, '}')) {
-          seterr(err, "expected '}' to end array %s", p->name);
+          cim_seterr(err, "expected '}' to end array %s", p->name);
           goto fail;
         }
       }
@@ -497,14 +451,14 @@ cim_instance *cim_instance_parse_mof(const char *s, size_t len, char err[CIM_ERR
         goto fail;
     }
     if (!mof_char(&m, ';')) {
-      seterr(err, "expected ';' after property %s", p->name);
+      cim_seterr(err, "expected ';' after property %s", p->name);
       goto fail;
     }
   }
   mof_char(&m, ';');
   mof_skip(&m);
   if (m.pos != m.len) {
-    seterr(err, "unexpected text after the instance at offset %zu", m.pos);
+    cim_seterr(err, "unexpected text after the instance at offset %zu", m.pos);
     goto fail;
   }
   return in;

@@ -1,6 +1,6 @@
 /* objpath.c — CIM object paths as WMI, wbemcli and DSP0207 clients write
  * them (see cim.h). Untrusted input: bounded, every character checked. */
-#include "cim.h"
+#include "cim_internal.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -17,24 +17,7 @@ static void *xcalloc(size_t n, size_t m)
   return p;
 }
 
-static char *xstrndup(const char *s, size_t n)
-{
-  char *r = malloc(n + 1);
-  if (!r)
-    abort();
-  memcpy(r, s, n);
-  r[n] = '\0';
-  return r;
-}
 
-static void *seterr(char *err, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, CIM_ERRLEN, fmt, ap);
-  va_end(ap);
-  return NULL;
-}
 
 void cim_objpath_free(cim_objpath *p)
 {
@@ -101,11 +84,11 @@ static char *norm_ns(const char *s, size_t n)
 cim_objpath *cim_objpath_parse(const char *s, size_t len, char err[CIM_ERRLEN])
 {
   if (!s)
-    return seterr(err, "no object path");
+    return cim_seterr(err, "no object path");
   if (len > CIM_MAX_TEXT)
-    return seterr(err, "object path longer than %u bytes", CIM_MAX_TEXT);
+    return cim_seterr(err, "object path longer than %u bytes", CIM_MAX_TEXT);
   if (memchr(s, '\0', len))
-    return seterr(err, "object path contains a NUL byte");
+    return cim_seterr(err, "object path contains a NUL byte");
   while (len && isspace((unsigned char)*s))
     s++, len--;
   while (len && isspace((unsigned char)s[len - 1]))
@@ -167,7 +150,7 @@ cim_objpath *cim_objpath_parse(const char *s, size_t len, char err[CIM_ERRLEN])
       if (h == 2) {
         return fail(p, err, "empty host name");
       }
-      p->host = xstrndup(pre + 2, h - 2);
+      p->host = cim_xstrndup(pre + 2, h - 2);
       pre += h;
       pn -= h;
     } else {
@@ -175,7 +158,7 @@ cim_objpath *cim_objpath_parse(const char *s, size_t len, char err[CIM_ERRLEN])
       while (sl < pn && pre[sl] != '/')
         sl++;
       if (sl < pn && memchr(pre, ':', sl)) {
-        p->host = xstrndup(pre, sl);
+        p->host = cim_xstrndup(pre, sl);
         pre += sl;
         pn -= sl;
       }
@@ -201,7 +184,7 @@ cim_objpath *cim_objpath_parse(const char *s, size_t len, char err[CIM_ERRLEN])
   if (pos - c0 > 256) {
     return fail(p, err, "class name too long");
   }
-  p->classname = xstrndup(s + c0, pos - c0);
+  p->classname = cim_xstrndup(s + c0, pos - c0);
   if (pos == len)
     return p;
   if (s[pos] == '=' && pos + 2 == len && s[pos + 1] == '@')
@@ -235,7 +218,7 @@ cim_objpath *cim_objpath_parse(const char *s, size_t len, char err[CIM_ERRLEN])
     if (!p->keys)
       abort();
     cim_key *k = &p->keys[p->n_keys++];
-    k->name = xstrndup(s + k0, kn);
+    k->name = cim_xstrndup(s + k0, kn);
     k->value = NULL;
     if (pos < len && s[pos] == '"') {
       pos++;
@@ -270,7 +253,7 @@ cim_objpath *cim_objpath_parse(const char *s, size_t len, char err[CIM_ERRLEN])
       if (vn == 0) {
         return fail(p, err, "key %s has no value", k->name);
       }
-      k->value = xstrndup(s + v0, vn);
+      k->value = cim_xstrndup(s + v0, vn);
       if (!strcasecmp(k->value, "TRUE") || !strcasecmp(k->value, "FALSE"))
         k->type = CIM_K_BOOLEAN;
       else {

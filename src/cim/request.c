@@ -2,6 +2,7 @@
  * body with DTDs refused and no network; before that, a lenient pre-pass
  * escapes the bare '&' and '<' that wbemcli leaves inside VALUE text. */
 #define _GNU_SOURCE 1
+#include "cim_internal.h"
 #include "request.h"
 
 #include <ctype.h>
@@ -13,14 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-static void *seterr(char *err, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, CIM_ERRLEN, fmt, ap);
-  va_end(ap);
-  return NULL;
-}
 
 void cim_buf_add(cim_buf *b, const char *s)
 {
@@ -154,42 +147,24 @@ static char *lenient(const char *s, size_t len)
   return b.s;
 }
 
-static bool is(xmlNode *n, const char *name)
-{
-  return n && n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
-}
 
 static xmlNode *child(xmlNode *n, const char *name)
 {
   for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
-    if (is(c, name))
+    if (cim_xml_is(c, name))
       return c;
   return NULL;
 }
 
-static char *attr(xmlNode *n, const char *name)
-{
-  xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
-  char *r = v ? strdup((const char *)v) : NULL;
-  xmlFree(v);
-  return r;
-}
 
-static char *text(xmlNode *n)
-{
-  xmlChar *c = xmlNodeGetContent(n);
-  char *r = strdup(c ? (const char *)c : "");
-  xmlFree(c);
-  return r;
-}
 
 static char *ns_of(xmlNode *lnp)
 {
   cim_buf b = {0};
   cim_buf_add(&b, "");
   for (xmlNode *c = lnp ? lnp->children : NULL; c; c = c->next)
-    if (is(c, "NAMESPACE")) {
-      char *n = attr(c, "NAME");
+    if (cim_xml_is(c, "NAMESPACE")) {
+      char *n = cim_xml_attr(c, "NAME");
       if (n && *n) {
         if (b.len)
           cim_buf_add(&b, "/");
@@ -203,7 +178,7 @@ static char *ns_of(xmlNode *lnp)
 /* INSTANCENAME (with optional namespace) -> objpath */
 static cim_objpath *path_of(xmlNode *in, const char *nspace, char *err)
 {
-  char *cls = attr(in, "CLASSNAME");
+  char *cls = cim_xml_attr(in, "CLASSNAME");
   /* wbemcli prints a reference key as HOST/ns/nsClass (no ':') and sends
    * that back as the CLASSNAME: keep what follows the last '/' or ':' */
   const char *cn = cls ? cls : "";
@@ -224,12 +199,12 @@ static cim_objpath *path_of(xmlNode *in, const char *nspace, char *err)
   free(cls);
   int k = 0;
   for (xmlNode *kb = in->children; kb; kb = kb->next) {
-    if (!is(kb, "KEYBINDING"))
+    if (!cim_xml_is(kb, "KEYBINDING"))
       continue;
-    char *name = attr(kb, "NAME");
+    char *name = cim_xml_attr(kb, "NAME");
     xmlNode *kv = child(kb, "KEYVALUE");
     xmlNode *vr = child(kb, "VALUE.REFERENCE");
-    char *v = kv ? text(kv) : NULL;
+    char *v = kv ? cim_xml_text(kv) : NULL;
     if (!v && vr) {
       xmlNode *inn = child(child(vr, "INSTANCEPATH"), "INSTANCENAME");
       if (!inn)
@@ -261,7 +236,7 @@ static cim_objpath *ref_of(xmlNode *vr, char *err)
   xmlNode *ip = child(vr, "INSTANCEPATH"), *lip = child(vr, "LOCALINSTANCEPATH");
   xmlNode *in = child(ip ? ip : lip ? lip : vr, "INSTANCENAME");
   if (!in)
-    return seterr(err, "VALUE.REFERENCE without INSTANCENAME");
+    return cim_seterr(err, "VALUE.REFERENCE without INSTANCENAME");
   char *ns = NULL;
   if (ip)
     ns = ns_of(child(child(ip, "NAMESPACEPATH"), "LOCALNAMESPACEPATH"));
@@ -275,13 +250,13 @@ static cim_objpath *ref_of(xmlNode *vr, char *err)
 static bool add_param(cim_request *r, xmlNode *pv, bool intrinsic, char *err)
 {
   if (r->n_params == 256) {
-    seterr(err, "too many parameters");
+    cim_seterr(err, "too many parameters");
     return false;
   }
-  char *name = attr(pv, "NAME");
+  char *name = cim_xml_attr(pv, "NAME");
   if (!name || !*name) {
     free(name);
-    seterr(err, "parameter without NAME");
+    cim_seterr(err, "parameter without NAME");
     return false;
   }
   r->params = realloc(r->params, (r->n_params + 1) * sizeof *r->params);
@@ -296,39 +271,39 @@ static bool add_param(cim_request *r, xmlNode *pv, bool intrinsic, char *err)
     if (c->type != XML_ELEMENT_NODE)
       continue;
     p->is_null = false;
-    if (is(c, "VALUE")) {
+    if (cim_xml_is(c, "VALUE")) {
       p->kind = CIM_P_VALUE;
       p->values = realloc(p->values, sizeof(char *));
-      p->values[0] = text(c);
+      p->values[0] = cim_xml_text(c);
       p->n_values = 1;
-    } else if (is(c, "VALUE.ARRAY")) {
+    } else if (cim_xml_is(c, "VALUE.ARRAY")) {
       p->kind = CIM_P_ARRAY;
       for (xmlNode *v = c->children; v; v = v->next)
-        if (is(v, "VALUE")) {
+        if (cim_xml_is(v, "VALUE")) {
           if (p->n_values == CIM_MAX_ARRAY) {
-            seterr(err, "array %s too long", p->name);
+            cim_seterr(err, "array %s too long", p->name);
             return false;
           }
           p->values = realloc(p->values, (p->n_values + 1) * sizeof(char *));
-          p->values[p->n_values++] = text(v);
+          p->values[p->n_values++] = cim_xml_text(v);
         }
-    } else if (is(c, "VALUE.REFERENCE")) {
+    } else if (cim_xml_is(c, "VALUE.REFERENCE")) {
       p->kind = CIM_P_REF;
       if (!(p->ref = ref_of(c, err)))
         return false;
-    } else if (is(c, "CLASSNAME")) {
+    } else if (cim_xml_is(c, "CLASSNAME")) {
       p->kind = CIM_P_CLASSNAME;
       p->values = realloc(p->values, sizeof(char *));
-      p->values[0] = attr(c, "NAME");
+      p->values[0] = cim_xml_attr(c, "NAME");
       p->n_values = p->values[0] ? 1 : 0;
-    } else if (is(c, "INSTANCENAME")) {
+    } else if (cim_xml_is(c, "INSTANCENAME")) {
       p->kind = CIM_P_INSTANCENAME;
       if (!(p->ref = path_of(c, NULL, err)))
         return false;
-    } else if (is(c, "VALUE.NULL")) {
+    } else if (cim_xml_is(c, "VALUE.NULL")) {
       p->is_null = true;
     } else {
-      seterr(err, "unsupported parameter value <%s>", (const char *)c->name);
+      cim_seterr(err, "unsupported parameter value <%s>", (const char *)c->name);
       return false;
     }
     break;
@@ -342,53 +317,52 @@ cim_request *cim_request_parse(const char *body, size_t len, const char **http_e
   *http_error = "request-not-well-formed";
   err[0] = '\0';
   if (!body || len == 0)
-    return seterr(err, "empty request");
+    return cim_seterr(err, "empty request");
   if (len > 4u << 20)
-    return seterr(err, "request larger than 4 MiB");
-  for (size_t i = 0; i + 1 < len; i++)
-    if (body[i] == '<' && body[i + 1] == '!' && !(i + 3 < len && body[i + 2] == '-' && body[i + 3] == '-'))
-      return seterr(err, "DOCTYPE and entity declarations are not accepted");
+    return cim_seterr(err, "request larger than 4 MiB");
+  if (cim_find_decl(body, len) >= 0)
+    return cim_seterr(err, "DOCTYPE and entity declarations are not accepted");
   char *fixed = lenient(body, len);
   xmlDoc *doc = xmlReadMemory(fixed, (int)strlen(fixed), "request.xml", NULL,
                               XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   free(fixed);
   if (!doc) {
     const xmlError *e = xmlGetLastError();
-    return seterr(err, "malformed XML: %s", e && e->message ? e->message : "?");
+    return cim_seterr(err, "malformed XML: %s", e && e->message ? e->message : "?");
   }
   cim_request *r = calloc(1, sizeof *r);
   if (!r)
     abort();
   *http_error = "request-not-valid";
   xmlNode *cim = xmlDocGetRootElement(doc);
-  if (!is(cim, "CIM")) {
-    seterr(err, "the root element is not CIM");
+  if (!cim_xml_is(cim, "CIM")) {
+    cim_seterr(err, "the root element is not CIM");
     goto fail;
   }
-  char *cv = attr(cim, "CIMVERSION"), *dv = attr(cim, "DTDVERSION");
+  char *cv = cim_xml_attr(cim, "CIMVERSION"), *dv = cim_xml_attr(cim, "DTDVERSION");
   bool vok = cv && dv && !strncmp(cv, "2.", 2) && !strncmp(dv, "2.", 2);
   free(cv);
   free(dv);
   if (!vok) {
     *http_error = "unsupported-cim-version";
-    seterr(err, "CIMVERSION and DTDVERSION must be 2.x");
+    cim_seterr(err, "CIMVERSION and DTDVERSION must be 2.x");
     goto fail;
   }
   xmlNode *msg = child(cim, "MESSAGE");
-  r->msgid = msg ? attr(msg, "ID") : NULL;
+  r->msgid = msg ? cim_xml_attr(msg, "ID") : NULL;
   xmlNode *sr = child(msg, "SIMPLEREQ");
   if (!r->msgid || !sr) {
     if (child(msg, "MULTIREQ"))
       *http_error = "multiple-requests-unsupported";
-    seterr(err, "expected MESSAGE with an ID and a SIMPLEREQ");
+    cim_seterr(err, "expected MESSAGE with an ID and a SIMPLEREQ");
     goto fail;
   }
   xmlNode *call = child(sr, "IMETHODCALL");
   r->intrinsic = call != NULL;
   if (!call)
     call = child(sr, "METHODCALL");
-  if (!call || !(r->method = attr(call, "NAME")) || !*r->method) {
-    seterr(err, "expected IMETHODCALL or METHODCALL with a NAME");
+  if (!call || !(r->method = cim_xml_attr(call, "NAME")) || !*r->method) {
+    cim_seterr(err, "expected IMETHODCALL or METHODCALL with a NAME");
     goto fail;
   }
   if (r->intrinsic) {
@@ -400,7 +374,7 @@ cim_request *cim_request_parse(const char *body, size_t len, const char **http_e
     if (lip && child(lip, "INSTANCENAME"))
       r->target = path_of(child(lip, "INSTANCENAME"), r->nspace, err);
     else if (lcp && child(lcp, "CLASSNAME")) {
-      char *cn = attr(child(lcp, "CLASSNAME"), "NAME");
+      char *cn = cim_xml_attr(child(lcp, "CLASSNAME"), "NAME");
       char *t = NULL;
       if (cn && asprintf(&t, "%s:%s", r->nspace, cn) < 0)
         t = NULL;
@@ -410,16 +384,16 @@ cim_request *cim_request_parse(const char *body, size_t len, const char **http_e
     }
     if (!r->target) {
       if (!*err)
-        seterr(err, "METHODCALL without LOCALINSTANCEPATH or LOCALCLASSPATH");
+        cim_seterr(err, "METHODCALL without LOCALINSTANCEPATH or LOCALCLASSPATH");
       goto fail;
     }
   }
   if (!r->nspace || !*r->nspace) {
-    seterr(err, "no namespace");
+    cim_seterr(err, "no namespace");
     goto fail;
   }
   for (xmlNode *c = call->children; c; c = c->next)
-    if ((is(c, "IPARAMVALUE") || is(c, "PARAMVALUE")) && !add_param(r, c, r->intrinsic, err))
+    if ((cim_xml_is(c, "IPARAMVALUE") || cim_xml_is(c, "PARAMVALUE")) && !add_param(r, c, r->intrinsic, err))
       goto fail;
   xmlFreeDoc(doc);
   *http_error = NULL;

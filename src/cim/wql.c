@@ -1,7 +1,7 @@
 /* wql.c — the WQL subset of ExecQuery (see cim.h): a tokenizer, a
  * recursive-descent parser with a depth limit, and an evaluator over a
  * property getter. String comparisons are case-insensitive, as in WMI. */
-#include "cim.h"
+#include "cim_internal.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -46,24 +46,7 @@ typedef struct lexer {
   char *err;
 } lexer;
 
-static void *seterr(char *err, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, CIM_ERRLEN, fmt, ap);
-  va_end(ap);
-  return NULL;
-}
 
-static char *sub(const char *s, size_t n)
-{
-  char *r = malloc(n + 1);
-  if (!r)
-    abort();
-  memcpy(r, s, n);
-  r[n] = '\0';
-  return r;
-}
 
 static void push(lexer *L, enum tok t, char *text)
 {
@@ -92,20 +75,20 @@ static bool lex(lexer *L, const char *s, size_t len)
       while (j < len && (isalnum((unsigned char)s[j]) || s[j] == '_'))
         j++;
       if (j - i > 256) {
-        seterr(L->err, "identifier too long");
+        cim_seterr(L->err, "identifier too long");
         return false;
       }
-      push(L, T_IDENT, sub(s + i, j - i));
+      push(L, T_IDENT, cim_xstrndup(s + i, j - i));
       i = j;
     } else if (isdigit((unsigned char)c) || ((c == '-' || c == '+') && i + 1 < len && isdigit((unsigned char)s[i + 1]))) {
       size_t j = i + 1;
       while (j < len && (isdigit((unsigned char)s[j]) || s[j] == '.'))
         j++;
       if (j - i > 64) {
-        seterr(L->err, "number too long");
+        cim_seterr(L->err, "number too long");
         return false;
       }
-      push(L, T_NUMBER, sub(s + i, j - i));
+      push(L, T_NUMBER, cim_xstrndup(s + i, j - i));
       i = j;
     } else if (c == '"' || c == '\'') {
       char q = c;
@@ -129,7 +112,7 @@ static bool lex(lexer *L, const char *s, size_t len)
       v[o] = '\0';
       if (!closed) {
         free(v);
-        seterr(L->err, "unterminated string at offset %zu", i);
+        cim_seterr(L->err, "unterminated string at offset %zu", i);
         return false;
       }
       push(L, T_STRING, v);
@@ -144,10 +127,10 @@ static bool lex(lexer *L, const char *s, size_t len)
         j++;
       }
       if (j >= len) {
-        seterr(L->err, "unterminated {object path}");
+        cim_seterr(L->err, "unterminated {object path}");
         return false;
       }
-      push(L, T_LBRACE_PATH, sub(s + i + 1, j - i - 1));
+      push(L, T_LBRACE_PATH, cim_xstrndup(s + i + 1, j - i - 1));
       i = j + 1;
     } else if (c == '(' || c == ')' || c == ',' || c == '*') {
       push(L, c == '(' ? T_LP : c == ')' ? T_RP : c == ',' ? T_COMMA : T_STAR, NULL);
@@ -157,22 +140,22 @@ static bool lex(lexer *L, const char *s, size_t len)
       if (i + 1 < len && (s[i + 1] == '=' || (c == '<' && s[i + 1] == '>')))
         n = 2;
       if (c == '!' && n == 1) {
-        seterr(L->err, "unexpected '!' at offset %zu", i);
+        cim_seterr(L->err, "unexpected '!' at offset %zu", i);
         return false;
       }
-      char *op = sub(s + i, n);
+      char *op = cim_xstrndup(s + i, n);
       if (!strcmp(op, "!=")) {
         free(op);
-        op = sub("<>", 2);
+        op = cim_xstrndup("<>", 2);
       }
       push(L, T_OP, op);
       i += n;
     } else {
-      seterr(L->err, "unexpected character '%c' at offset %zu", isprint((unsigned char)c) ? c : '?', i);
+      cim_seterr(L->err, "unexpected character '%c' at offset %zu", isprint((unsigned char)c) ? c : '?', i);
       return false;
     }
     if (L->n > 4096) {
-      seterr(L->err, "query has too many tokens");
+      cim_seterr(L->err, "query has too many tokens");
       return false;
     }
   }
@@ -221,7 +204,7 @@ static bool is_keyword(const char *s)
 static node *parse_primary(lexer *L, int depth)
 {
   if (depth > CIM_MAX_DEPTH)
-    return seterr(L->err, "query nested too deeply");
+    return cim_seterr(L->err, "query nested too deeply");
   if (kw(L, "NOT")) {
     node *inner = parse_primary(L, depth + 1);
     if (!inner)
@@ -240,7 +223,7 @@ static node *parse_primary(lexer *L, int depth)
       return NULL;
     if (peek(L)->t != T_RP) {
       free_node(n);
-      return seterr(L->err, "expected ')'");
+      return cim_seterr(L->err, "expected ')'");
     }
     L->pos++;
     return n;
@@ -250,7 +233,7 @@ static node *parse_primary(lexer *L, int depth)
   bool lit_first = a->t == T_STRING || a->t == T_NUMBER ||
                    (a->t == T_IDENT && (!strcasecmp(a->text, "TRUE") || !strcasecmp(a->text, "FALSE")));
   if (!lit_first && (a->t != T_IDENT || is_keyword(a->text)))
-    return seterr(L->err, "expected a property name or a condition");
+    return cim_seterr(L->err, "expected a property name or a condition");
   L->pos++;
   node *n = calloc(1, sizeof *n);
   if (!n)
@@ -261,7 +244,7 @@ static node *parse_primary(lexer *L, int depth)
     n->negate = kw(L, "NOT");
     if (!kw(L, "NULL")) {
       free_node(n);
-      return seterr(L->err, "expected NULL after IS");
+      return cim_seterr(L->err, "expected NULL after IS");
     }
     return n;
   }
@@ -270,7 +253,7 @@ static node *parse_primary(lexer *L, int depth)
     token *p = peek(L);
     if (p->t != T_STRING) {
       free_node(n);
-      return seterr(L->err, "LIKE needs a string pattern");
+      return cim_seterr(L->err, "LIKE needs a string pattern");
     }
     L->pos++;
     n->k = N_LIKE;
@@ -281,12 +264,12 @@ static node *parse_primary(lexer *L, int depth)
   }
   if (notlike) {
     free_node(n);
-    return seterr(L->err, "expected LIKE after NOT");
+    return cim_seterr(L->err, "expected LIKE after NOT");
   }
   token *op = peek(L);
   if (op->t != T_OP) {
     free_node(n);
-    return seterr(L->err, "expected a comparison operator after '%s'", a->text);
+    return cim_seterr(L->err, "expected a comparison operator after '%s'", a->text);
   }
   L->pos++;
   token *b = peek(L);
@@ -295,7 +278,7 @@ static node *parse_primary(lexer *L, int depth)
   if (lit_first) {
     if (b->t != T_IDENT || is_keyword(b->text)) {
       free_node(n);
-      return seterr(L->err, "a comparison needs a property on one side");
+      return cim_seterr(L->err, "a comparison needs a property on one side");
     }
     n->prop = strdup(b->text);
     n->lit = strdup(a->text);
@@ -310,7 +293,7 @@ static node *parse_primary(lexer *L, int depth)
     bool isbool = b->t == T_IDENT && (!strcasecmp(b->text, "TRUE") || !strcasecmp(b->text, "FALSE"));
     if (b->t != T_STRING && b->t != T_NUMBER && !isnull && !isbool) {
       free_node(n);
-      return seterr(L->err, "expected a literal after '%s'", op->text);
+      return cim_seterr(L->err, "expected a literal after '%s'", op->text);
     }
     n->prop = strdup(a->text);
     n->lit = isnull ? NULL : strdup(b->text);
@@ -319,7 +302,7 @@ static node *parse_primary(lexer *L, int depth)
   L->pos++;
   if (!n->prop || !n->op) {
     free_node(n);
-    return seterr(L->err, "out of memory");
+    return cim_seterr(L->err, "out of memory");
   }
   return n;
 }
@@ -347,7 +330,7 @@ static node *parse_and(lexer *L, int depth)
 static node *parse_or(lexer *L, int depth)
 {
   if (depth > CIM_MAX_DEPTH)
-    return seterr(L->err, "query nested too deeply");
+    return cim_seterr(L->err, "query nested too deeply");
   node *l = parse_and(L, depth + 1);
   while (l && kw(L, "OR")) {
     node *r = parse_and(L, depth + 1);
@@ -386,11 +369,11 @@ void cim_query_free(cim_query *q)
 cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
 {
   if (!s)
-    return seterr(err, "no query");
+    return cim_seterr(err, "no query");
   if (len > 65536)
-    return seterr(err, "query longer than 65536 bytes");
+    return cim_seterr(err, "query longer than 65536 bytes");
   if (memchr(s, '\0', len))
-    return seterr(err, "query contains a NUL byte");
+    return cim_seterr(err, "query contains a NUL byte");
   lexer L = {.err = err};
   cim_query *q = calloc(1, sizeof *q);
   if (!q)
@@ -405,7 +388,7 @@ cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
       do {
         token *t = peek(&L);
         if (t->t != T_IDENT || is_keyword(t->text)) {
-          seterr(err, "expected a property name in the SELECT list");
+          cim_seterr(err, "expected a property name in the SELECT list");
           goto fail;
         }
         q->props = realloc(q->props, (q->n_props + 1) * sizeof(char *));
@@ -414,17 +397,17 @@ cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
         q->props[q->n_props++] = strdup(t->text);
         L.pos++;
         if (q->n_props > 256) {
-          seterr(err, "too many properties in the SELECT list");
+          cim_seterr(err, "too many properties in the SELECT list");
           goto fail;
         }
       } while (peek(&L)->t == T_COMMA && ++L.pos);
     if (!kw(&L, "FROM")) {
-      seterr(err, "expected FROM");
+      cim_seterr(err, "expected FROM");
       goto fail;
     }
     token *c = peek(&L);
     if (c->t != T_IDENT || is_keyword(c->text)) {
-      seterr(err, "expected a class name after FROM");
+      cim_seterr(err, "expected a class name after FROM");
       goto fail;
     }
     q->cls = strdup(c->text);
@@ -437,14 +420,14 @@ cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
   } else if (kw(&L, "ASSOCIATORS")) {
     q->kind = CIM_Q_ASSOCIATORS;
     if (!kw(&L, "OF") || peek(&L)->t != T_LBRACE_PATH) {
-      seterr(err, "expected ASSOCIATORS OF {object path}");
+      cim_seterr(err, "expected ASSOCIATORS OF {object path}");
       goto fail;
     }
     const char *path = peek(&L)->text;
     char perr[CIM_ERRLEN];
     q->obj = cim_objpath_parse(path, strlen(path), perr);
     if (!q->obj) {
-      seterr(err, "bad object path in ASSOCIATORS OF: %s", perr);
+      cim_seterr(err, "bad object path in ASSOCIATORS OF: %s", perr);
       goto fail;
     }
     L.pos++;
@@ -458,14 +441,14 @@ cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
         while (known[k] && strcasecmp(known[k], name))
           k++;
         if (!known[k]) {
-          seterr(err, "unknown ASSOCIATORS OF condition %s", name);
+          cim_seterr(err, "unknown ASSOCIATORS OF condition %s", name);
           goto fail;
         }
         L.pos++;
         char *val = NULL;
         if (k < 6) {
           if (peek(&L)->t != T_OP || strcmp(peek(&L)->text, "=") || (L.pos++, peek(&L)->t != T_IDENT && peek(&L)->t != T_STRING)) {
-            seterr(err, "expected %s = name", known[k]);
+            cim_seterr(err, "expected %s = name", known[k]);
             goto fail;
           }
           val = strdup(peek(&L)->text);
@@ -474,7 +457,7 @@ cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
           val = strdup("TRUE");
         if (q->n_assoc == 8) {
           free(val);
-          seterr(err, "too many ASSOCIATORS OF conditions");
+          cim_seterr(err, "too many ASSOCIATORS OF conditions");
           goto fail;
         }
         q->assoc_names[q->n_assoc] = strdup(known[k]);
@@ -482,11 +465,11 @@ cim_query *cim_query_parse(const char *s, size_t len, char err[CIM_ERRLEN])
       }
     }
   } else {
-    seterr(err, "a query starts with SELECT or ASSOCIATORS OF");
+    cim_seterr(err, "a query starts with SELECT or ASSOCIATORS OF");
     goto fail;
   }
   if (peek(&L)->t != T_END) {
-    seterr(err, "unexpected text after the query");
+    cim_seterr(err, "unexpected text after the query");
     goto fail;
   }
   free_tokens(&L);
@@ -581,7 +564,7 @@ bool cim_like(const char *text, const char *pattern)
 static int eval(const node *n, cim_getter get, void *user, char *err, int depth)
 {
   if (depth > 4 * CIM_MAX_DEPTH) {
-    seterr(err, "query nested too deeply");
+    cim_seterr(err, "query nested too deeply");
     return -1;
   }
   switch (n->k) {
@@ -606,7 +589,7 @@ static int eval(const node *n, cim_getter get, void *user, char *err, int depth)
   }
   cim_value v = {0};
   if (!get(user, n->prop, &v)) {
-    seterr(err, "no property %s in this class", n->prop);
+    cim_seterr(err, "no property %s in this class", n->prop);
     return -1;
   }
   if (n->k == N_ISNULL)
@@ -624,16 +607,16 @@ static int eval(const node *n, cim_getter get, void *user, char *err, int depth)
     c = a < b ? -1 : a > b;
   } else if (v.type == CIM_V_BOOLEAN) {
     if (strcasecmp(n->lit, "TRUE") && strcasecmp(n->lit, "FALSE")) {
-      seterr(err, "property %s is a boolean", n->prop);
+      cim_seterr(err, "property %s is a boolean", n->prop);
       return -1;
     }
     c = strcasecmp(v.text, n->lit) ? 1 : 0;
     if (strcmp(n->op, "=") && strcmp(n->op, "<>")) {
-      seterr(err, "booleans compare only with = and <>");
+      cim_seterr(err, "booleans compare only with = and <>");
       return -1;
     }
   } else if (v.type == CIM_V_NUMBER) {
-    seterr(err, "property %s is a number", n->prop);
+    cim_seterr(err, "property %s is a number", n->prop);
     return -1;
   } else
     c = strcasecmp(v.text, n->lit);
@@ -649,7 +632,7 @@ static int eval(const node *n, cim_getter get, void *user, char *err, int depth)
     return c <= 0;
   if (!strcmp(n->op, ">="))
     return c >= 0;
-  seterr(err, "unknown operator %s", n->op);
+  cim_seterr(err, "unknown operator %s", n->op);
   return -1;
 }
 
