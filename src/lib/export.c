@@ -1084,9 +1084,6 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
     if (rp_commit_new_point(ctx, r, why) < 0)
       goto out_prefix;
   }
-  free(r->state);
-  r->state = rp_xstrdup("ready");
-  rp_fill_tracking(ctx, r);
   if (out) {
     *out = rp_rp_rec_take_info(r);
     r = NULL;

@@ -774,6 +774,9 @@ int rp_commit_new_point(rp_ctx *ctx, rp_rp_rec *r, const char *invalidate)
   }
   if (rp_store_rp_set_state(ctx->st, p->guid, "ready") < 0 || rp_store_commit(ctx->st) < 0)
     goto fail;
+  free(r->state);
+  r->state = rp_xstrdup("ready");
+  rp_fill_tracking(ctx, r);
   return 0;
 fail:
   rp_store_rollback(ctx->st);
@@ -870,9 +873,6 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   /* 3. commit */
   if (rp_commit_new_point(ctx, r, NULL) < 0)
     goto out;
-  free(r->state);
-  r->state = rp_xstrdup("ready");
-  rp_fill_tracking(ctx, r);
   if (out) {
     *out = rp_rp_rec_take_info(r);
     r = NULL;

@@ -37,6 +37,7 @@ int rp_undo_disk(const char *path, const char *snap, const char *bitmap, const c
 const rp_disk_info *rp_vs_disk(const rp_vs_info *vs, const char *guid, size_t *idx);
 /* The commit step of Create and Import: in one transaction, close each
  * disk's open epoch at r's sequence (marked invalid with the reason
- * `invalidate` unless NULL), open r's new epochs, mark r ready. */
+ * `invalidate` unless NULL), open r's new epochs, mark r ready (in the store
+ * and in r, whose tracking fields are filled). */
 int rp_commit_new_point(rp_ctx *ctx, rp_rp_rec *r, const char *invalidate);
 #endif
