@@ -307,11 +307,12 @@ static node *parse_primary(lexer *L, int depth)
   return n;
 }
 
-static node *parse_and(lexer *L, int depth)
+/* left-associative chain of sub-expressions joined by the keyword op */
+static node *parse_chain(lexer *L, int depth, const char *op, nkind k, node *(*sub)(lexer *, int))
 {
-  node *l = parse_primary(L, depth + 1);
-  while (l && kw(L, "AND")) {
-    node *r = parse_primary(L, depth + 1);
+  node *l = sub(L, depth + 1);
+  while (l && kw(L, op)) {
+    node *r = sub(L, depth + 1);
     if (!r) {
       free_node(l);
       return NULL;
@@ -319,7 +320,7 @@ static node *parse_and(lexer *L, int depth)
     node *n = calloc(1, sizeof *n);
     if (!n)
       abort();
-    n->k = N_AND;
+    n->k = k;
     n->a = l;
     n->b = r;
     l = n;
@@ -327,26 +328,16 @@ static node *parse_and(lexer *L, int depth)
   return l;
 }
 
+static node *parse_and(lexer *L, int depth)
+{
+  return parse_chain(L, depth, "AND", N_AND, parse_primary);
+}
+
 static node *parse_or(lexer *L, int depth)
 {
   if (depth > CIM_MAX_DEPTH)
     return cim_seterr(L->err, "query nested too deeply");
-  node *l = parse_and(L, depth + 1);
-  while (l && kw(L, "OR")) {
-    node *r = parse_and(L, depth + 1);
-    if (!r) {
-      free_node(l);
-      return NULL;
-    }
-    node *n = calloc(1, sizeof *n);
-    if (!n)
-      abort();
-    n->k = N_OR;
-    n->a = l;
-    n->b = r;
-    l = n;
-  }
-  return l;
+  return parse_chain(L, depth, "OR", N_OR, parse_and);
 }
 
 void cim_query_free(cim_query *q)

@@ -111,6 +111,18 @@ static void finish(djob *j, int rc, uint32_t code)
   persist(j);
 }
 
+/* the RP a job made or worked on, shown in its view */
+static void record_point(djob *j, rp_point_info *p)
+{
+  pthread_mutex_lock(&lock);
+  free(j->v.rp_id);
+  free(j->v.vs_id);
+  j->v.rp_id = dup(p->instance_id);
+  j->v.vs_id = dup(p->virtual_system_identifier);
+  pthread_mutex_unlock(&lock);
+  rp_point_info_free(p);
+}
+
 static void *run(void *arg)
 {
   djob *j = arg;
@@ -124,13 +136,8 @@ static void *run(void *arg)
     if (j->v.type == DJ_IMPORT) {
       rp_point_info *p = NULL;
       rc = rp_point_import(ctx, j->arg_vs, j->arg_dir, j->arg_base, j->job, &p);
-      if (rc == 0) {
-        pthread_mutex_lock(&lock);
-        j->v.rp_id = dup(p->instance_id);
-        j->v.vs_id = dup(p->virtual_system_identifier);
-        pthread_mutex_unlock(&lock);
-        rp_point_info_free(p);
-      }
+      if (rc == 0)
+        record_point(j, p);
     } else
       rc = j->v.type == DJ_DESTROY ? rp_point_destroy(ctx, j->arg_rp, j->job)
                                    : rp_point_remove_data(ctx, j->arg_rp, j->job);
@@ -138,13 +145,8 @@ static void *run(void *arg)
   } else if (j->v.type == DJ_CREATE) {
     rp_point_info *p;
     int rc = rp_point_create(ctx, j->arg_vs, j->type, j->level, j->job, &p);
-    if (rc == 0) {
-      pthread_mutex_lock(&lock);
-      j->v.rp_id = dup(p->instance_id);
-      j->v.vs_id = dup(p->virtual_system_identifier);
-      pthread_mutex_unlock(&lock);
-      rp_point_info_free(p);
-    }
+    if (rc == 0)
+      record_point(j, p);
     finish(j, rc, rc ? rp_err_cim_code(rp_last_error()->code) : 0);
   } else {
     rp_export_opts o = {.base_rp = j->arg_base, .disks = (const char *const *)j->arg_disks,

@@ -1185,6 +1185,13 @@ static void w_return(reply *r, uint32_t code)
   cim_buf_addf(&r->body, "<RETURNVALUE PARAMTYPE=\"uint32\"><VALUE>%u</VALUE></RETURNVALUE>", code);
 }
 
+/* a method's return value, and the end of its handling */
+static int answer(reply *r, uint32_t code)
+{
+  w_return(r, code);
+  return 0;
+}
+
 static int job_started(reply *r, const char *id, const char *cls)
 {
   inst j = {.cls = cls};
@@ -1263,35 +1270,25 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     if (set && *set) {
       char err[CIM_ERRLEN];
       cim_instance *in = cim_instance_parse(set, strlen(set), err);
-      if (!in) {
-        w_return(r, 4);
-        return 0;
-      }
+      if (!in)
+        return answer(r, 4);
       const cim_prop *cl = cim_instance_prop(in, "ConsistencyLevel");
       if (cl && cl->n_values)
         level = (uint16_t)atoi(cl->values[0]);
       cim_instance_free(in);
     }
     /* parameters are checked now; the work runs in a job */
-    if (type != 1 && type != 2) {
-      w_return(r, 1);
-      return 0;
-    }
-    if (level != 1 && level != 2) {
-      w_return(r, 4);
-      return 0;
-    }
+    if (type != 1 && type != 2)
+      return answer(r, 1);
+    if (level != 1 && level != 2)
+      return answer(r, 4);
     rp_vs_info *vsi;
-    if (rp_vs_get(ctx, vs, &vsi) < 0) {
-      w_return(r, rp_err_cim_code(rp_last_error()->code));
-      return 0;
-    }
+    if (rp_vs_get(ctx, vs, &vsi) < 0)
+      return answer(r, rp_err_cim_code(rp_last_error()->code));
     rp_vs_info_free(vsi);
     char id[37];
-    if (djob_create(state_dir, vs, type, level, id) < 0) {
-      w_return(r, 2);
-      return 0;
-    }
+    if (djob_create(state_dir, vs, type, level, id) < 0)
+      return answer(r, 2);
     return job_started(r, id, "Msvm_ConcreteJob");
   }
   if (!strcmp(m, "ExportReferencePoint")) {
@@ -1299,10 +1296,8 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     rp_key = ref ? cim_objpath_key(ref, "InstanceID") : NULL;
     const char *dir = str_param(q, "ExportDirectory");
     const char *esd = str_param(q, "ExportSettingData");
-    if (!rp_key || !dir) {
-      w_return(r, 32773);
-      return 0;
-    }
+    if (!rp_key || !dir)
+      return answer(r, 32773);
     if (!under_roots(dir)) {
       w_return(r, 32769); /* access denied: outside the export roots */
       return 0;
@@ -1313,10 +1308,8 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     if (esd && *esd) {
       char err[CIM_ERRLEN];
       in = cim_instance_parse(esd, strlen(esd), err);
-      if (!in) {
-        w_return(r, 32773);
-        return 0;
-      }
+      if (!in)
+        return answer(r, 32773);
       const cim_prop *b = cim_instance_prop(in, "BaseReferencePoint");
       if (b && b->n_values && *b->values[0]) {
         cim_objpath *bp = cim_objpath_parse(b->values[0], strlen(b->values[0]), err);
@@ -1325,8 +1318,7 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
         cim_objpath_free(bp);
         if (!base_id) {
           cim_instance_free(in);
-          w_return(r, 32773);
-          return 0;
+          return answer(r, 32773);
         }
       }
       const cim_prop *d = cim_instance_prop(in, "DisksToExport");
@@ -1358,15 +1350,11 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
   if (!strcmp(m, "DestroyReferencePoint") || !strcmp(m, "RemoveAssociatedData")) {
     ref = ref_param(q, "AffectedReferencePoint");
     rp_key = ref ? cim_objpath_key(ref, "InstanceID") : NULL;
-    if (!rp_key) {
-      w_return(r, 32773);
-      return 0;
-    }
+    if (!rp_key)
+      return answer(r, 32773);
     rp_point_info *p;
-    if (rp_point_get(ctx, rp_key, &p) < 0) {
-      w_return(r, rp_err_hyperv_code(rp_last_error()->code));
-      return 0;
-    }
+    if (rp_point_get(ctx, rp_key, &p) < 0)
+      return answer(r, rp_err_hyperv_code(rp_last_error()->code));
     rp_point_info_free(p);
     char id[37];
     if (djob_simple(state_dir, m[0] == 'D' ? DJ_DESTROY : DJ_REMOVE, rp_key, NULL, NULL, id) < 0)
@@ -1379,15 +1367,11 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     ref = ref_param(q, "AffectedSystem");
     const char *vs = ref ? cim_objpath_key(ref, "Name") : NULL;
     const char *cf = str_param(q, "ConfigFilePath"), *rf = str_param(q, "RuntimeStateFilePath");
-    if (!vs || !cf || !rf) {
-      w_return(r, 32773);
-      return 0;
-    }
+    if (!vs || !cf || !rf)
+      return answer(r, 32773);
     rp_vs_info *vsi;
-    if (rp_vs_get(ctx, vs, &vsi) < 0) {
-      w_return(r, rp_err_hyperv_code(rp_last_error()->code));
-      return 0;
-    }
+    if (rp_vs_get(ctx, vs, &vsi) < 0)
+      return answer(r, rp_err_hyperv_code(rp_last_error()->code));
     rp_vs_info_free(vsi);
     char id[37];
     if (djob_simple(state_dir, DJ_IMPORT, vs, cf, rf, id) < 0)

@@ -96,6 +96,58 @@ static void records(void **state)
   rp_store_close(b);
 }
 
+/* a state directory written by the first release (schema 1) is migrated in
+ * place, keeping its records */
+static void migrates_v1(void **state)
+{
+  (void)state;
+  char old[700];
+  snprintf(old, sizeof old, "%s/v1.db", dir);
+  sqlite3 *h;
+  assert_int_equal(sqlite3_open(old, &h), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(h,
+                   "CREATE TABLE vs(guid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER "
+                   "NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1);"
+                   "CREATE TABLE disk(guid TEXT PRIMARY KEY, vs TEXT NOT NULL, idx INTEGER NOT NULL,"
+                   " path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, UNIQUE(vs, idx));"
+                   "INSERT INTO vs VALUES('11111111-1111-4111-8111-111111111111','old',1,5);"
+                   "INSERT INTO disk VALUES('22222222-2222-4222-8222-222222222222',"
+                   "'11111111-1111-4111-8111-111111111111',0,'/x/old.qcow2',1048576);"
+                   "PRAGMA user_version=1;",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(h);
+  rp_store *s;
+  assert_int_equal(rp_store_open(old, &s), 0);
+  rp_vs_info *v;
+  assert_int_equal(rp_store_vs_get(s, "old", &v), 0);
+  assert_string_equal(v->disks[0].path, "/x/old.qcow2");
+  /* the new columns and tables are there */
+  assert_int_equal(rp_store_disk_set_sig(s, v->disks[0].guid, "sig"), 0);
+  char *sig = NULL;
+  assert_int_equal(rp_store_disk_sig(s, v->disks[0].guid, &sig), 0);
+  assert_string_equal(sig, "sig");
+  free(sig);
+  rp_job_record r = {.id = "33333333-3333-4333-8333-333333333333", .type = 203, .state = 7};
+  assert_int_equal(rp_store_job_put(s, &r), 0);
+  rp_job_record *l;
+  size_t n;
+  assert_int_equal(rp_store_job_list(s, &l, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(l[0].type, 203);
+  rp_jobrec_list_free(l, n);
+  rp_vs_info_free(v);
+  rp_store_close(s);
+  assert_int_equal(sqlite3_open(old, &h), SQLITE_OK);
+  sqlite3_stmt *st;
+  sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), RP_SCHEMA_VERSION);
+  sqlite3_finalize(st);
+  sqlite3_close(h);
+}
+
 static void newer_schema_refused(void **state)
 {
   (void)state;
@@ -113,6 +165,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(records),
+      cmocka_unit_test(migrates_v1),
       cmocka_unit_test(newer_schema_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
