@@ -106,7 +106,14 @@ typedef struct rp_disk_info {
 typedef struct rp_vs_info {
   char *name;         /* GUID: Msvm_ComputerSystem.Name */
   char *element_name; /* friendly name */
-  char *runtime_state; /* "shut off" (the only one this version manages) */
+  /* Detected on every call that returns the record: "shut off" (no QMP
+   * socket registered), "running" or "paused" (QEMU answered on the QMP
+   * socket; other QEMU run states are reported by their QMP name, e.g.
+   * "io-error"), "QEMU not running" (a QMP socket is registered but nothing
+   * answers: the disks are handled as shut off), "unknown" (QMP busy). */
+  char *runtime_state;
+  char *qmp_socket;   /* QMP unix socket of the VM's QEMU, or NULL */
+  char *agent_socket; /* qemu-guest-agent unix socket (host side), or NULL */
   size_t n_disks;
   rp_disk_info *disks; /* in the order given to rp_vs_add */
 } rp_vs_info;
@@ -114,8 +121,15 @@ typedef struct rp_vs_info {
 /* Registers a VS with its qcow2 v3 disks. Paths are made absolute. Errors:
  * INVALID_PARAMETER (bad name, duplicate name or disk), DISK_CHANGED (file
  * missing, not qcow2 v3), IN_USE (image locked by a writer). */
+typedef struct rp_vs_opts {
+  const char *qmp_socket;   /* NULL: the VM is managed offline only */
+  const char *agent_socket; /* NULL: no application consistency while running */
+} rp_vs_opts;
 int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size_t n_disks,
-              rp_vs_info **out);
+              const rp_vs_opts *opts, rp_vs_info **out);
+/* Sets or clears (NULL fields) the sockets of a registered VS. When the QMP
+ * socket answers, the disks must be open in that QEMU. */
+int rp_vs_set_live(rp_ctx *ctx, const char *vs, const rp_vs_opts *opts);
 /* vs: GUID or friendly name. NOT_FOUND when unknown. */
 int rp_vs_get(rp_ctx *ctx, const char *vs, rp_vs_info **out);
 int rp_vs_list(rp_ctx *ctx, rp_vs_info ***out, size_t *n); /* free with rp_vs_list_free */
@@ -147,7 +161,10 @@ typedef struct rp_point_info {
 
 /* CreateReferencePoint. vs: GUID or name. type: 1 or 2 (both mean RCT);
  * consistency: 2 crash, 1 application (accepted for a shut-off VS, whose
- * disks are quiescent). Atomic across all disks. job may be NULL. */
+ * disks are quiescent; for a running VS the guest's file systems are
+ * frozen through qemu-guest-agent around the capture, and the call fails
+ * with NOT_AVAILABLE when no agent answers). Atomic across all disks. For
+ * a running VS: one QMP transaction for all disks. job may be NULL. */
 int rp_point_create(rp_ctx *ctx, const char *vs, uint16_t type, uint16_t consistency,
                     rp_job *job, rp_point_info **out);
 /* rp: InstanceID or GUID. */

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config meson ninja-build
-  qemu-utils libnbd-dev libnbd-bin
+  qemu-utils qemu-system-x86 libnbd-dev libnbd-bin
   libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev libxml2-dev
   libmicrohttpd-dev sblim-wbemcli curl libpam0g-dev libcrypt-dev openssl
   util-linux bsdutils procps e2fsprogs bc coreutils valgrind

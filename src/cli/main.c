@@ -11,7 +11,8 @@
 
 static const char usage[] =
     "usage: refpoint [--state-dir DIR] [--json] [--quiet] COMMAND ...\n"
-    "  vm add NAME --disk FILE [--disk FILE]...\n"
+    "  vm add NAME --disk FILE [--disk FILE]... [--qmp SOCKET [--guest-agent SOCKET]]\n"
+    "  vm set VM [--qmp SOCKET [--guest-agent SOCKET]]   (what is not given is cleared)\n"
     "  vm list | vm show VM | vm remove VM\n"
     "  rp create VM [--consistency crash|application]\n"
     "  rp list [VM] | rp show RP | rp destroy RP | rp remove-data RP\n"
@@ -95,12 +96,55 @@ static void print_point_text(const rp_point_info *p)
            p->virtual_disk_identifiers[i], p->rct_identifiers[i]);
 }
 
+/* Removes "--name VALUE" from argv (in place) and returns VALUE, NULL when
+ * absent; *bad when the value is missing. */
+static const char *take_opt(int *argc, char **argv, const char *name, bool *bad)
+{
+  for (int i = 0; i < *argc; i++) {
+    if (strcmp(argv[i], name))
+      continue;
+    if (i + 1 >= *argc) {
+      *bad = true;
+      return NULL;
+    }
+    const char *v = argv[i + 1];
+    memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 2) * sizeof(char *));
+    *argc -= 2;
+    return v;
+  }
+  return NULL;
+}
+
+static void print_vs_text(const rp_vs_info *vs)
+{
+  printf("Name:         %s\nElementName:  %s\nRuntimeState: %s\n", vs->name, vs->element_name,
+         vs->runtime_state ? vs->runtime_state : "");
+  if (vs->qmp_socket)
+    printf("QMP:          %s\n", vs->qmp_socket);
+  if (vs->agent_socket)
+    printf("GuestAgent:   %s\n", vs->agent_socket);
+  for (size_t i = 0; i < vs->n_disks; i++)
+    printf("Disk %zu:       %s\n              %s (%llu bytes)\n", i, vs->disks[i].instance_id,
+           vs->disks[i].path, (unsigned long long)vs->disks[i].virtual_size);
+}
+
 static int cmd_vm(const cli_opts *o, int argc, char **argv)
 {
   if (argc < 1)
-    return usage_error("vm: add, list, show or remove%s", NULL);
+    return usage_error("vm: add, set, list, show or remove%s", NULL);
   const char *sub = argv[0];
   args a = {0};
+  bool bad = false;
+  rp_vs_opts vo = {0};
+  if (!strcmp(sub, "add") || !strcmp(sub, "set")) {
+    vo.qmp_socket = take_opt(&argc, argv, "--qmp", &bad);
+    vo.agent_socket = take_opt(&argc, argv, "--guest-agent", &bad);
+    if (bad)
+      return usage_error("--qmp and --guest-agent need a value%s", "");
+    if (vo.agent_socket && !vo.qmp_socket)
+      return usage_error("--guest-agent needs --qmp (the agent is used only while the VM runs)%s",
+                         "");
+  }
   if (parse(argc - 1, argv + 1, !strcmp(sub, "add") ? "--disk" : NULL, &a, NULL, NULL))
     return 2;
   rp_ctx *ctx = NULL;
@@ -111,7 +155,7 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
     if (!(ctx = open_ctx(o)))
       return cli_fail(o, "vm add", false);
     rp_vs_info *vs;
-    if (rp_vs_add(ctx, a.pos[0], a.vals, (size_t)a.nvals, &vs) < 0)
+    if (rp_vs_add(ctx, a.pos[0], a.vals, (size_t)a.nvals, &vo, &vs) < 0)
       rc = cli_fail(o, "vm add", false);
     else if (o->json)
       cli_print_json(cli_vs_json(vs));
@@ -119,9 +163,26 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
       printf("%s\n", vs->name);
       for (size_t i = 0; i < vs->n_disks; i++)
         printf("  disk %s  %s\n", vs->disks[i].instance_id, vs->disks[i].path);
+      if (vs->qmp_socket)
+        printf("  runtime state: %s (QMP %s)\n", vs->runtime_state, vs->qmp_socket);
     }
     if (rc == 0)
       rp_vs_info_free(vs);
+  } else if (!strcmp(sub, "set")) {
+    if (a.npos != 1 || a.nvals)
+      return usage_error("vm set VM [--qmp SOCKET [--guest-agent SOCKET]]%s", "");
+    if (!(ctx = open_ctx(o)))
+      return cli_fail(o, "vm set", false);
+    rp_vs_info *vs;
+    if (rp_vs_set_live(ctx, a.pos[0], &vo) < 0 || rp_vs_get(ctx, a.pos[0], &vs) < 0)
+      rc = cli_fail(o, "vm set", false);
+    else {
+      if (o->json)
+        cli_print_json(cli_vs_json(vs));
+      else
+        print_vs_text(vs);
+      rp_vs_info_free(vs);
+    }
   } else if (!strcmp(sub, "list")) {
     if (a.npos)
       return usage_error("vm list takes no argument%s", NULL);
@@ -168,14 +229,8 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
       else {
         if (o->json)
           cli_print_json(cli_vs_json(vs));
-        else {
-          printf("Name:         %s\nElementName:  %s\nRuntimeState: %s\n", vs->name,
-                 vs->element_name, vs->runtime_state);
-          for (size_t i = 0; i < vs->n_disks; i++)
-            printf("Disk %zu:       %s\n              %s (%llu bytes)\n", i,
-                   vs->disks[i].instance_id, vs->disks[i].path,
-                   (unsigned long long)vs->disks[i].virtual_size);
-        }
+        else
+          print_vs_text(vs);
         rp_vs_info_free(vs);
       }
     }

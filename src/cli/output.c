@@ -13,6 +13,9 @@ json_t *cli_vs_json(const rp_vs_info *vs)
   json_object_set_new(o, "Name", json_string(vs->name));
   json_object_set_new(o, "ElementName", json_string(vs->element_name));
   json_object_set_new(o, "RuntimeState", json_string(vs->runtime_state ? vs->runtime_state : ""));
+  json_object_set_new(o, "QmpSocket", vs->qmp_socket ? json_string(vs->qmp_socket) : json_null());
+  json_object_set_new(o, "GuestAgentSocket",
+                      vs->agent_socket ? json_string(vs->agent_socket) : json_null());
   for (size_t i = 0; i < vs->n_disks; i++) {
     json_t *e = json_object();
     json_object_set_new(e, "InstanceID", json_string(vs->disks[i].instance_id));

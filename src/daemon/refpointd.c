@@ -255,7 +255,14 @@ static void vs_inst(inst *in, const rp_vs_info *vs)
   put(in, "CreationClassName", "string", true, "Msvm_ComputerSystem");
   put(in, "Name", "string", true, vs->name);
   put(in, "ElementName", "string", false, vs->element_name);
-  put(in, "EnabledState", "uint16", false, "3"); /* 3 = Disabled: shut off */
+  /* Msvm_ComputerSystem.EnabledState: 2 Enabled (running), 3 Disabled
+   * (shut off), 32768 Paused, 0 Unknown */
+  const char *st = vs->runtime_state ? vs->runtime_state : "";
+  const char *es = !strcmp(st, "running")                                 ? "2"
+                   : !strcmp(st, "paused")                                ? "32768"
+                   : !strcmp(st, "shut off") || !strcmp(st, "QEMU not running") ? "3"
+                                                                          : "0";
+  put(in, "EnabledState", "uint16", false, es);
   put(in, "Caption", "string", false, "Virtual Machine");
 }
 

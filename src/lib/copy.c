@@ -45,6 +45,12 @@ static int nbd_fail(const char *what)
 
 int rp_src_open(const char *sock, const char *const *bitmaps, size_t n_bitmaps, rp_src **out)
 {
+  return rp_src_open_export(sock, "", bitmaps, n_bitmaps, out);
+}
+
+int rp_src_open_export(const char *sock, const char *name, const char *const *bitmaps,
+                       size_t n_bitmaps, rp_src **out)
+{
   rp_src *s = rp_xcalloc(1, sizeof *s);
   s->h = nbd_create();
   if (!s->h) {
@@ -62,7 +68,7 @@ int rp_src_open(const char *sock, const char *const *bitmaps, size_t n_bitmaps, 
     if (nbd_add_meta_context(s->h, ctx) < 0)
       goto fail;
   }
-  if (nbd_connect_unix(s->h, sock) < 0)
+  if (nbd_set_export_name(s->h, name) < 0 || nbd_connect_unix(s->h, sock) < 0)
     goto fail;
   int64_t sz = nbd_get_size(s->h);
   if (sz < 0)

@@ -16,6 +16,9 @@ typedef struct rp_src rp_src;
 /* Connects to a unix socket, asking for base:allocation and the given
  * dirty bitmaps. Fails (TRACKING_LOST) when a bitmap is not offered. */
 int rp_src_open(const char *sock, const char *const *bitmaps, size_t n_bitmaps, rp_src **out);
+/* The same for a named export (QEMU's own NBD server). */
+int rp_src_open_export(const char *sock, const char *name, const char *const *bitmaps,
+                       size_t n_bitmaps, rp_src **out);
 void rp_src_close(rp_src *s);
 uint64_t rp_src_size(const rp_src *s);
 

@@ -6,6 +6,7 @@
  * to the libnbd data path (copy.c). A live (QMP) engine will sit beside
  * these functions with the same shape. */
 #include "engine.h"
+#include "live.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -60,7 +61,7 @@ void rp_image_state_free(rp_image_state *s)
   free(s);
 }
 
-int rp_engine_inspect(const char *path, rp_image_state **out)
+static int img_inspect(const char *path, rp_image_state **out)
 {
   struct stat st;
   if (stat(path, &st) < 0)
@@ -132,13 +133,13 @@ int rp_engine_snapshot_create(const char *path, const char *name)
   return run_tool("qemu-img snapshot -c", path, argv, NULL);
 }
 
-int rp_engine_snapshot_delete(const char *path, const char *name)
+static int img_snapshot_delete(const char *path, const char *name)
 {
   const char *argv[] = {"qemu-img", "snapshot", "-q", "-d", name, path, NULL};
   return run_tool("qemu-img snapshot -d", path, argv, NULL);
 }
 
-int rp_engine_bitmap_add(const char *path, const char *name, bool enabled)
+static int img_bitmap_add(const char *path, const char *name, bool enabled)
 {
   char g[32];
   snprintf(g, sizeof g, "%u", RP_GRANULARITY);
@@ -147,20 +148,20 @@ int rp_engine_bitmap_add(const char *path, const char *name, bool enabled)
   return run_tool("qemu-img bitmap --add", path, argv, NULL);
 }
 
-int rp_engine_bitmap_remove(const char *path, const char *name)
+static int img_bitmap_remove(const char *path, const char *name)
 {
   const char *argv[] = {"qemu-img", "bitmap", "--remove", path, name, NULL};
   return run_tool("qemu-img bitmap --remove", path, argv, NULL);
 }
 
-int rp_engine_bitmap_enable(const char *path, const char *name, bool enable)
+static int img_bitmap_enable(const char *path, const char *name, bool enable)
 {
   const char *argv[] = {"qemu-img", "bitmap", enable ? "--enable" : "--disable", path, name, NULL};
   return run_tool(enable ? "qemu-img bitmap --enable" : "qemu-img bitmap --disable", path, argv,
                   NULL);
 }
 
-int rp_engine_bitmap_merge(const char *path, const char *src, const char *dst, bool enable_dst)
+static int img_bitmap_merge(const char *path, const char *src, const char *dst, bool enable_dst)
 {
   const char *with_enable[] = {"qemu-img", "bitmap", "--merge", src, "--enable", path, dst, NULL};
   const char *plain[] = {"qemu-img", "bitmap", "--merge", src, path, dst, NULL};
@@ -170,7 +171,7 @@ int rp_engine_bitmap_merge(const char *path, const char *src, const char *dst, b
 /* A json: pseudo-filename for a qcow2 file, optionally without its
  * backing chain, optionally with explicit backing files (chain[0] is the
  * oldest). jansson does the escaping, so any path is safe. Caller frees. */
-static char *json_filename(const char *const *chain, size_t n, bool no_backing)
+static char *json_filename(const char *const *chain, size_t n, bool no_backing, bool share)
 {
   json_t *node = NULL;
   for (size_t i = 0; i < n; i++) {
@@ -185,6 +186,8 @@ static char *json_filename(const char *const *chain, size_t n, bool no_backing)
       json_object_set_new(o, "backing", json_null());
     node = o;
   }
+  if (share) /* immutable snapshot data: a running QEMU may hold the file */
+    json_object_set_new(node, "force-share", json_true());
   char *txt = json_dumps(node, JSON_COMPACT);
   json_decref(node);
   char *r = rp_xasprintf("json:%s", txt);
@@ -235,7 +238,7 @@ int rp_engine_nbd_spawn(const char *path, const char *snapshot, const char *cons
   s->dir = rp_xstrdup(tmpl);
   s->sock = rp_xasprintf("%s/s", tmpl);
   CLEANUP_FREE char *errf = rp_xasprintf("%s/err", tmpl);
-  CLEANUP_FREE char *opts = json_filename(&path, 1, no_backing);
+  CLEANUP_FREE char *opts = json_filename(&path, 1, no_backing, snapshot != NULL);
   CLEANUP_FREE char *sockopt = rp_xasprintf("--socket=%s", s->sock);
   CLEANUP_FREE char *snapopt = snapshot ? rp_xasprintf("snapshot.name=%s", snapshot) : NULL;
   size_t n = 0;
@@ -336,7 +339,47 @@ int rp_engine_nbd_start(const char *path, const char *snapshot, const char *cons
 
 int rp_engine_convert_chain(const char *const *files, size_t n, const char *out_path)
 {
-  CLEANUP_FREE char *src = json_filename(files, n, true);
+  CLEANUP_FREE char *src = json_filename(files, n, true, false);
   const char *argv[] = {"qemu-img", "convert", "-W", "-m", "16", src, "-O", "qcow2", out_path, NULL};
   return run_tool("qemu-img convert", out_path, argv, NULL);
+}
+
+/* ---- the image operations, offline (qemu-img) or through QMP ---------- */
+
+int rp_engine_inspect(rp_vm *vm, const char *path, rp_image_state **out)
+{
+  const char *node = rp_vm_node(vm, path);
+  return node ? rp_vm_inspect(vm, node, out) : img_inspect(path, out);
+}
+
+int rp_engine_snapshot_delete(rp_vm *vm, const char *path, const char *name)
+{
+  const char *node = rp_vm_node(vm, path);
+  return node ? rp_vm_snapshot_delete(vm, node, name) : img_snapshot_delete(path, name);
+}
+
+int rp_engine_bitmap_add(rp_vm *vm, const char *path, const char *name, bool enabled)
+{
+  const char *node = rp_vm_node(vm, path);
+  return node ? rp_vm_bitmap_add(vm, node, name, enabled) : img_bitmap_add(path, name, enabled);
+}
+
+int rp_engine_bitmap_remove(rp_vm *vm, const char *path, const char *name)
+{
+  const char *node = rp_vm_node(vm, path);
+  return node ? rp_vm_bitmap_remove(vm, node, name) : img_bitmap_remove(path, name);
+}
+
+int rp_engine_bitmap_enable(rp_vm *vm, const char *path, const char *name, bool enable)
+{
+  const char *node = rp_vm_node(vm, path);
+  return node ? rp_vm_bitmap_enable(vm, node, name, enable) : img_bitmap_enable(path, name, enable);
+}
+
+int rp_engine_bitmap_merge(rp_vm *vm, const char *path, const char *src, const char *dst,
+                           bool enable_dst)
+{
+  const char *node = rp_vm_node(vm, path);
+  return node ? rp_vm_bitmap_merge(vm, node, src, dst, enable_dst)
+              : img_bitmap_merge(path, src, dst, enable_dst);
 }

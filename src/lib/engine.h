@@ -25,22 +25,27 @@ typedef struct rp_image_state {
   char **snapshots;
 } rp_image_state;
 
+/* A running VM attached over QMP (live.h); NULL everywhere means offline.
+ * The image calls below take it first: a disk open in that VM is changed
+ * through QMP, any other with qemu-img. */
+typedef struct rp_vm rp_vm;
+
 /* qemu-img info (taking the shared lock, so a running writer gives IN_USE).
  * Caller frees *out with rp_image_state_free. */
-int rp_engine_inspect(const char *path, rp_image_state **out);
+int rp_engine_inspect(rp_vm *vm, const char *path, rp_image_state **out);
 void rp_image_state_free(rp_image_state *s);
 const rp_bitmap_st *rp_image_bitmap(const rp_image_state *s, const char *name);
 bool rp_image_has_snapshot(const rp_image_state *s, const char *name);
 
 int rp_engine_snapshot_create(const char *path, const char *name);
-int rp_engine_snapshot_delete(const char *path, const char *name);
+int rp_engine_snapshot_delete(rp_vm *vm, const char *path, const char *name);
 
-/* qemu-img bitmap operations on one bitmap of an image that no one runs. */
-int rp_engine_bitmap_add(const char *path, const char *name, bool enabled);
-int rp_engine_bitmap_remove(const char *path, const char *name);
-int rp_engine_bitmap_enable(const char *path, const char *name, bool enable);
+/* Bitmap operations on one bitmap (qemu-img, or QMP when vm has the disk). */
+int rp_engine_bitmap_add(rp_vm *vm, const char *path, const char *name, bool enabled);
+int rp_engine_bitmap_remove(rp_vm *vm, const char *path, const char *name);
+int rp_engine_bitmap_enable(rp_vm *vm, const char *path, const char *name, bool enable);
 /* dst |= src, then optionally enable dst; one qemu-img call. */
-int rp_engine_bitmap_merge(const char *path, const char *src, const char *dst, bool enable_dst);
+int rp_engine_bitmap_merge(rp_vm *vm, const char *path, const char *src, const char *dst, bool enable_dst);
 
 /* A read-only qemu-nbd serving one image over a private unix socket. */
 typedef struct rp_nbd_server {

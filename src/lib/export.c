@@ -9,6 +9,7 @@
  * export into R removes once its owner is gone. */
 #include "copy.h"
 #include "service.h"
+#include "live.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -349,6 +350,11 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   fd = rp_vs_lock(ctx, vs->name, false, "ExportReferencePoint");
   if (fd < 0)
     goto out;
+  /* a running VM: its QMP socket is ours until the plan is made */
+  if (rp_op_attach(ctx, vs) < 0) {
+    rp_err_prefix("ExportReferencePoint");
+    goto out;
+  }
   /* plan from the store and start the qemu-nbd servers, so that their
    * start-up overlaps reconciliation; then reconcile and plan again */
   rp_rp_rec *pr = NULL, *pb = NULL;
@@ -357,8 +363,9 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   if (plan_export(ctx, id, g, vs, opts, &pr, &pb, &pre, &npre) == 0) {
     for (size_t j = 0; j < npre; j++) {
       CLEANUP_FREE char *sn = rp_snapshot_name(pr->info.guid);
+      bool live = rp_vm_node(ctx->vm, pre[j].d->path) != NULL;
       if (rp_engine_nbd_spawn(pre[j].d->path, sn, (const char *const *)pre[j].bitmaps,
-                              pre[j].n_bitmaps, false, &pre[j].srv) < 0)
+                              live ? 0 : pre[j].n_bitmaps, false, &pre[j].srv) < 0)
         pre[j].srv = NULL;
     }
   }
@@ -449,12 +456,18 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   snap = rp_snapshot_name(r->info.guid);
   for (size_t j = 0; j < ndj; j++) {
     struct disk_job *dj = &djs[j];
-    if ((!dj->srv && rp_engine_nbd_spawn(dj->d->path, snap, (const char *const *)dj->bitmaps,
-                                         dj->n_bitmaps, false, &dj->srv) < 0) ||
-        rp_engine_nbd_ready(dj->srv) < 0 ||
-        rp_src_open(dj->srv->sock, (const char *const *)dj->bitmaps, dj->n_bitmaps, &dj->src) < 0 ||
-        rp_src_ranges(dj->src, base ? (const char *const *)dj->bitmaps : NULL, dj->n_bitmaps,
-                      &dj->ranges, &dj->n_ranges) < 0) {
+    /* the snapshot is read from outside in both cases (force-share: its
+     * clusters never change); the change tracking of a running VM is only
+     * in QEMU's memory, so it comes through QEMU's own NBD server */
+    const char *node = rp_vm_node(ctx->vm, dj->d->path);
+    const char *const *bms = (const char *const *)dj->bitmaps;
+    size_t nbm = node ? 0 : dj->n_bitmaps;
+    if ((!dj->srv && rp_engine_nbd_spawn(dj->d->path, snap, bms, nbm, false, &dj->srv) < 0) ||
+        rp_engine_nbd_ready(dj->srv) < 0 || rp_src_open(dj->srv->sock, bms, nbm, &dj->src) < 0 ||
+        (node && base
+             ? rp_vm_dirty_ranges(ctx->vm, node, bms, dj->n_bitmaps, &dj->ranges, &dj->n_ranges)
+             : rp_src_ranges(dj->src, base ? bms : NULL, dj->n_bitmaps, &dj->ranges,
+                             &dj->n_ranges)) < 0) {
       rp_err_prefix("ExportReferencePoint: disk %s", dj->d->instance_id);
       goto out;
     }
@@ -467,6 +480,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
       total += dj->ranges[k].len;
   }
   rp_trace("export: %zu disk(s) planned, %llu bytes to read", ndj, (unsigned long long)total);
+  rp_op_detach(ctx); /* the data comes from the snapshots alone */
   rp_job_set_total(job, total);
   /* copy */
   for (size_t j = 0; j < ndj; j++) {
@@ -648,7 +662,7 @@ out:
   free(root);
   free(final);
   free(tmp);
-  rp_vs_unlock(fd);
+  rp_vs_unlock_op(ctx, fd);
   rp_rp_rec_free(r);
   rp_rp_rec_free(base);
   rp_vs_info_free(vs);
@@ -984,7 +998,7 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
   fd = rp_vs_lock(ctx, vs->name, true, "ImportReferencePointMetadata");
   if (fd < 0)
     goto out;
-  if (rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0)
+  if (rp_op_attach(ctx, vs) < 0 || rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0)
     goto out_prefix;
   if (rp_store_rp_get(ctx->st, g, &exist) == 0) {
     rp_err_set(RP_E_INVALID_PARAMETER, 0, "reference point %s already exists on this host", iid);
@@ -1073,8 +1087,10 @@ int rp_point_import(rp_ctx *ctx, const char *vs_key, const char *config_file,
     size_t k = 0;
     rp_vs_disk(vs, r->disk_guids[i], &k);
     done = i + 1;
-    if ((prev[i] && rp_engine_bitmap_enable(vs->disks[k].path, prev[i], false) < 0) ||
-        rp_engine_bitmap_add(vs->disks[k].path, pi->rct_identifiers[i], true) < 0)
+    /* the new epoch records before the old one stops: on a running VM no
+     * write falls between the two */
+    if (rp_engine_bitmap_add(ctx->vm, vs->disks[k].path, pi->rct_identifiers[i], true) < 0 ||
+        (prev[i] && rp_engine_bitmap_enable(ctx->vm, vs->disks[k].path, prev[i], false) < 0))
       goto out_prefix;
   }
   {
@@ -1099,7 +1115,7 @@ out:
     for (size_t i = done; i-- > 0;) {
       size_t k = 0;
       rp_vs_disk(vs, r->disk_guids[i], &k);
-      if (rp_undo_disk(vs->disks[k].path, NULL, r->info.rct_identifiers[i], prev[i]) < 0)
+      if (rp_undo_disk(ctx->vm, vs->disks[k].path, NULL, r->info.rct_identifiers[i], prev[i]) < 0)
         clean = false;
     }
     if (clean && rp_store_begin(ctx->st) == 0 &&
@@ -1117,7 +1133,7 @@ out:
   rp_rp_rec_free(exist);
   json_decref(cfg);
   json_decref(rt);
-  rp_vs_unlock(fd);
+  rp_vs_unlock_op(ctx, fd);
   rp_vs_info_free(vs);
   return rc;
 }

@@ -68,7 +68,8 @@ void rp_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Fault injection for tests (named as such): when $REFPOINT_FAULT_INJECT
  * equals point, the process kills itself with SIGKILL right there, as a
- * crash or kill -9 would. */
+ * crash or kill -9 would; when it equals "stop:" point, the process stops
+ * itself (SIGSTOP) there until a SIGCONT. */
 void rp_fault_point(const char *point);
 
 /* Identifiers in the shapes Hyper-V uses. Caller frees. */

@@ -18,6 +18,7 @@
  * a dead process left half done; reconciliation in any mode marks RPs
  * whose data or change tracking is gone, with the reason. */
 #include "service.h"
+#include "live.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,6 +123,24 @@ void rp_vs_unlock(int fd)
     close(fd); /* releases the flock */
 }
 
+int rp_op_attach(rp_ctx *ctx, const rp_vs_info *vs)
+{
+  rp_op_detach(ctx);
+  return rp_vm_attach(ctx->dir, vs, 30000, &ctx->vm, NULL);
+}
+
+void rp_op_detach(rp_ctx *ctx)
+{
+  rp_vm_detach(ctx->vm);
+  ctx->vm = NULL;
+}
+
+void rp_vs_unlock_op(rp_ctx *ctx, int fd)
+{
+  rp_op_detach(ctx);
+  rp_vs_unlock(fd);
+}
+
 void rp_states_free(rp_image_state **s, size_t n)
 {
   if (!s)
@@ -136,18 +155,21 @@ void rp_states_free(rp_image_state **s, size_t n)
 /* Undoes what a CreateReferencePoint/Import may have done to one disk:
  * its snapshot, its new bitmap, the disabling of the previous open epoch.
  * Idempotent: looks at the image first. */
-int rp_undo_disk(const char *path, const char *snap, const char *bitmap, const char *prev)
+int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitmap,
+                 const char *prev)
 {
   rp_image_state *s;
-  if (rp_engine_inspect(path, &s) < 0)
+  if (rp_engine_inspect(vm, path, &s) < 0)
     return -1;
   int rc = 0;
-  if (snap && rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(path, snap) < 0)
+  if (snap && rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(vm, path, snap) < 0)
     rc = -1;
-  if (bitmap && rp_image_bitmap(s, bitmap) && rp_engine_bitmap_remove(path, bitmap) < 0)
-    rc = -1;
+  /* the previous epoch records again before the new one goes: on a running
+   * VM no write falls between the two */
   const rp_bitmap_st *pb = prev ? rp_image_bitmap(s, prev) : NULL;
-  if (pb && !pb->enabled && !pb->in_use && rp_engine_bitmap_enable(path, prev, true) < 0)
+  if (pb && !pb->enabled && !pb->in_use && rp_engine_bitmap_enable(vm, path, prev, true) < 0)
+    rc = -1;
+  if (bitmap && rp_image_bitmap(s, bitmap) && rp_engine_bitmap_remove(vm, path, bitmap) < 0)
     rc = -1;
   rp_image_state_free(s);
   return rc;
@@ -181,7 +203,7 @@ static int rollback_pending(rp_ctx *ctx, const rp_vs_info *vs, rp_rp_rec **rps, 
       if (rp_store_epochs(ctx->st, d->guid, &ep, &nep) < 0)
         return -1;
       const rp_epoch *o = open_epoch(ep, nep);
-      int rc = rp_undo_disk(d->path, r->info.imported ? NULL : snap, r->info.rct_identifiers[i],
+      int rc = rp_undo_disk(ctx->vm, d->path, r->info.imported ? NULL : snap, r->info.rct_identifiers[i],
                          o && o->valid ? o->bitmap : NULL);
       rp_epochs_free(ep, nep);
       if (rc < 0)
@@ -262,7 +284,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
       if (rp_store_disk_sig(ctx->st, d->guid, &old) == 0 && old && !strcmp(old, sig))
         continue;
     }
-    if (rp_engine_inspect(d->path, &states[i]) < 0) {
+    if (rp_engine_inspect(ctx->vm, d->path, &states[i]) < 0) {
       states[i] = NULL;
       if ((flags & RECON_STRICT) || rp_last_error()->code == RP_E_IN_USE)
         goto out;
@@ -357,14 +379,14 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
        * snapshots of RPs whose data was released */
       for (size_t k = 0; k < nep; k++) {
         const rp_bitmap_st *b = rp_image_bitmap(s, ep[k].bitmap);
-        if (b && b->in_use && rp_engine_bitmap_remove(d->path, ep[k].bitmap) < 0)
+        if (b && b->in_use && rp_engine_bitmap_remove(ctx->vm, d->path, ep[k].bitmap) < 0)
           rp_warnf(ctx, "%s", rp_last_error()->message);
       }
       for (size_t k = 0; k < nrp; k++) {
         if (rps[k]->info.has_associated_data)
           continue;
         CLEANUP_FREE char *snap = rp_snapshot_name(rps[k]->info.guid);
-        if (rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(d->path, snap) < 0)
+        if (rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(ctx->vm, d->path, snap) < 0)
           rp_warnf(ctx, "%s", rp_last_error()->message);
       }
     }
@@ -486,20 +508,64 @@ static int check_name(const char *name)
   return 0;
 }
 
+static int check_socket(const char *what, const char *p)
+{
+  if (p && (!*p || strlen(p) > 107))
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s socket path must have 1 to 107 characters",
+                      what);
+  return 0;
+}
+
+/* Inspects every disk of vs (through its running QEMU when there is one)
+ * and fills the sizes; DISK_CHANGED when one is not a usable qcow2 v3. */
+static int check_disks(rp_ctx *ctx, rp_vs_info *vs, const char *op)
+{
+  rp_vm *vm = NULL;
+  char *state = NULL;
+  if (rp_vm_attach(ctx->dir, vs, 30000, &vm, &state) < 0)
+    return rp_err_prefix("%s", op);
+  free(vs->runtime_state);
+  vs->runtime_state = state;
+  int rc = 0;
+  for (size_t i = 0; i < vs->n_disks && rc == 0; i++) {
+    rp_disk_info *d = &vs->disks[i];
+    rp_image_state *s;
+    if (rp_engine_inspect(vm, d->path, &s) < 0) {
+      rc = rp_err_prefix("%s", op);
+      break;
+    }
+    bool ok = s->qcow2_v3 && !s->corrupt;
+    d->virtual_size = s->virtual_size;
+    rp_image_state_free(s);
+    if (!ok)
+      rc = rp_err_set(RP_E_DISK_CHANGED, 0, "%s: %s is not a qcow2 v3 (compat=1.1) image", op,
+                      d->path);
+  }
+  rp_vm_detach(vm);
+  return rc;
+}
+
 int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size_t n_disks,
-              rp_vs_info **out)
+              const rp_vs_opts *opts, rp_vs_info **out)
 {
   rp_err_clear();
   if (check_name(name) < 0)
     return -1;
   if (n_disks == 0 || n_disks > 64)
     return rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: 1 to 64 disks are needed");
+  if (opts && (check_socket("vm add: the QMP", opts->qmp_socket) < 0 ||
+               check_socket("vm add: the guest agent", opts->agent_socket) < 0))
+    return -1;
   rp_vs_info *vs = rp_xcalloc(1, sizeof *vs);
   char g[37];
   rp_uuid(g);
   vs->name = rp_xstrdup(g);
   vs->element_name = rp_xstrdup(name);
   vs->runtime_state = rp_xstrdup("shut off");
+  if (opts && opts->qmp_socket)
+    vs->qmp_socket = rp_abspath(opts->qmp_socket);
+  if (opts && opts->agent_socket)
+    vs->agent_socket = rp_abspath(opts->agent_socket);
   vs->disks = rp_xcalloc(n_disks, sizeof *vs->disks);
   for (size_t i = 0; i < n_disks; i++) {
     rp_disk_info *d = &vs->disks[vs->n_disks++];
@@ -507,24 +573,19 @@ int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size
     d->guid = rp_xstrdup(g);
     d->instance_id = rp_disk_instance_id(vs->name, g);
     d->path = rp_abspath(disk_paths[i]);
+    struct stat st;
+    if (stat(d->path, &st) < 0) {
+      rp_err_set(RP_E_DISK_CHANGED, errno, "vm add: disk %s", d->path);
+      goto fail;
+    }
     for (size_t j = 0; j < i; j++)
       if (!strcmp(vs->disks[j].path, d->path)) {
         rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: disk %s given twice", d->path);
         goto fail;
       }
-    rp_image_state *s;
-    if (rp_engine_inspect(d->path, &s) < 0) {
-      rp_err_prefix("vm add");
-      goto fail;
-    }
-    bool ok = s->qcow2_v3 && !s->corrupt;
-    d->virtual_size = s->virtual_size;
-    rp_image_state_free(s);
-    if (!ok) {
-      rp_err_set(RP_E_DISK_CHANGED, 0, "vm add: %s is not a qcow2 v3 (compat=1.1) image", d->path);
-      goto fail;
-    }
   }
+  if (check_disks(ctx, vs, "vm add") < 0)
+    goto fail;
   if (rp_store_begin(ctx->st) < 0)
     goto fail;
   if (rp_store_vs_insert(ctx->st, vs) < 0) {
@@ -547,12 +608,69 @@ fail:
   return -1;
 }
 
+int rp_vs_set_live(rp_ctx *ctx, const char *key, const rp_vs_opts *opts)
+{
+  rp_err_clear();
+  static const rp_vs_opts none = {0};
+  if (!opts)
+    opts = &none;
+  if (check_socket("vm set: the QMP", opts->qmp_socket) < 0 ||
+      check_socket("vm set: the guest agent", opts->agent_socket) < 0)
+    return -1;
+  rp_vs_info *vs;
+  if (rp_store_vs_get(ctx->st, key, &vs) < 0)
+    return -1;
+  int rc = -1, fd = rp_vs_lock(ctx, vs->name, true, "vm set");
+  if (fd < 0)
+    goto out;
+  free(vs->qmp_socket);
+  free(vs->agent_socket);
+  vs->qmp_socket = opts->qmp_socket ? rp_abspath(opts->qmp_socket) : NULL;
+  vs->agent_socket = opts->agent_socket ? rp_abspath(opts->agent_socket) : NULL;
+  /* a QEMU answering on the new socket must have the disks open */
+  rp_vm *vm = NULL;
+  if (rp_vm_attach(ctx->dir, vs, 30000, &vm, NULL) < 0) {
+    rp_err_prefix("vm set");
+    goto out;
+  }
+  rp_vm_detach(vm);
+  if (rp_store_begin(ctx->st) < 0)
+    goto out;
+  if (rp_store_vs_set_live(ctx->st, vs->name, vs->qmp_socket, vs->agent_socket) < 0 ||
+      rp_store_commit(ctx->st) < 0) {
+    rp_store_rollback(ctx->st);
+    goto out;
+  }
+  rc = 0;
+out:
+  rp_vs_unlock(fd);
+  rp_vs_info_free(vs);
+  return rc;
+}
+
+/* The runtime state, as QEMU says now; never fails. */
+static char *runtime_state(rp_ctx *ctx, const rp_vs_info *vs)
+{
+  rp_error saved = *rp_last_error();
+  char *st = NULL;
+  rp_vm *vm = NULL;
+  if (rp_vm_attach(ctx->dir, vs, 2000, &vm, &st) < 0) {
+    free(st);
+    st = rp_xstrdup(rp_last_error()->code == RP_E_IN_USE ? "unknown (QMP busy)" : "unknown");
+    if (rp_last_error()->code == RP_E_DISK_CHANGED)
+      rp_warnf(ctx, "%s", rp_last_error()->message);
+  }
+  rp_vm_detach(vm);
+  *(rp_error *)rp_last_error() = saved;
+  return st;
+}
+
 int rp_vs_get(rp_ctx *ctx, const char *vs, rp_vs_info **out)
 {
   rp_err_clear();
   if (rp_store_vs_get(ctx->st, vs, out) < 0)
     return -1;
-  (*out)->runtime_state = rp_xstrdup("shut off");
+  (*out)->runtime_state = runtime_state(ctx, *out);
   return 0;
 }
 
@@ -562,7 +680,7 @@ int rp_vs_list(rp_ctx *ctx, rp_vs_info ***out, size_t *n)
   if (rp_store_vs_list(ctx->st, out, n) < 0)
     return -1;
   for (size_t i = 0; i < *n; i++)
-    (*out)[i]->runtime_state = rp_xstrdup("shut off");
+    (*out)[i]->runtime_state = runtime_state(ctx, (*out)[i]);
   return 0;
 }
 
@@ -575,7 +693,7 @@ int rp_vs_remove(rp_ctx *ctx, const char *key)
   int rc = -1, fd = rp_vs_lock(ctx, vs->name, true, "vm remove");
   if (fd < 0)
     goto out;
-  if (rp_reconcile(ctx, vs, RECON_REPAIR, NULL) < 0)
+  if (rp_op_attach(ctx, vs) < 0 || rp_reconcile(ctx, vs, RECON_REPAIR, NULL) < 0)
     goto out;
   rp_rp_rec **rps;
   size_t n;
@@ -596,7 +714,7 @@ int rp_vs_remove(rp_ctx *ctx, const char *key)
   }
   rc = 0;
 out:
-  rp_vs_unlock(fd);
+  rp_vs_unlock_op(ctx, fd);
   rp_vs_info_free(vs);
   return rc;
 }
@@ -614,6 +732,8 @@ void rp_vs_info_free(rp_vs_info *vs)
   free(vs->name);
   free(vs->element_name);
   free(vs->runtime_state);
+  free(vs->qmp_socket);
+  free(vs->agent_socket);
   free(vs);
 }
 
@@ -669,8 +789,10 @@ static void reconcile_for_read(rp_ctx *ctx, const rp_vs_info *vs)
   rp_error saved = *rp_last_error();
   int fd = rp_vs_lock(ctx, vs->name, false, "read");
   if (fd >= 0) {
-    rp_reconcile(ctx, vs, RECON_READ, NULL);
-    rp_vs_unlock(fd);
+    rp_op_detach(ctx);
+    if (rp_vm_attach(ctx->dir, vs, 1000, &ctx->vm, NULL) == 0)
+      rp_reconcile(ctx, vs, RECON_READ, NULL);
+    rp_vs_unlock_op(ctx, fd);
   }
   *(rp_error *)rp_last_error() = saved;
 }
@@ -783,6 +905,18 @@ fail:
   return -1;
 }
 
+/* How long the guest agent may take to answer, and the longest a guest
+ * stays frozen before the guard thaws it on its own ($REFPOINT_FREEZE_*
+ * for tests and unusual guests). */
+static int env_ms(const char *name, int dflt)
+{
+  const char *v = getenv(name);
+  long n = v ? strtol(v, NULL, 10) : 0;
+  return n > 0 && n < 3600000 ? (int)n : dflt;
+}
+static int freeze_timeout_ms(void) { return env_ms("REFPOINT_AGENT_TIMEOUT_MS", 10000); }
+static int max_frozen_ms(void) { return env_ms("REFPOINT_MAX_FROZEN_MS", 10000); }
+
 int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t consistency,
                     rp_job *job, rp_point_info **out)
 {
@@ -806,11 +940,31 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   size_t done = 0; /* disks whose images were changed */
   bool row = false;
   char *snap = NULL;
+  rp_freeze *frozen = NULL;
   if (fd < 0)
     goto out;
-  if (rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0) {
+  if (rp_op_attach(ctx, vs) < 0 || rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0) {
     rp_err_prefix("CreateReferencePoint");
     goto out;
+  }
+  if (ctx->vm && consistency == 1) {
+    /* application consistency of a running guest needs its agent: a clear
+     * error, never a silent downgrade to crash consistency */
+    if (!vs->agent_socket) {
+      rp_err_set(RP_E_NOT_AVAILABLE, 0,
+                 "CreateReferencePoint: application consistency (ConsistencyLevel 1) of the "
+                 "running VM %s needs its guest agent, and none is registered (vm set "
+                 "--guest-agent SOCKET), or ask for crash consistency (2)",
+                 vs->element_name);
+      goto out;
+    }
+    if (strcmp(ctx->vm->state, "running")) {
+      rp_err_set(RP_E_INVALID_STATE, 0,
+                 "CreateReferencePoint: the VM %s is %s; its guest cannot freeze its file "
+                 "systems (ask for crash consistency, 2)",
+                 vs->element_name, ctx->vm->state);
+      goto out;
+    }
   }
   if (rp_job_check(job) < 0)
     goto out;
@@ -858,12 +1012,42 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   row = true;
   /* 2. the images: snapshot = associated data; close the epoch; open the next */
   snap = rp_snapshot_name(g);
-  for (size_t i = 0; i < vs->n_disks; i++) {
+  if (ctx->vm) {
+    /* running: one transaction for all disks, inside a guest freeze when
+     * application consistency is asked for */
+    if (consistency == 1 &&
+        rp_freeze_begin(vs->agent_socket, freeze_timeout_ms(), max_frozen_ms(), &frozen) < 0) {
+      rp_err_prefix("CreateReferencePoint");
+      goto out;
+    }
+    rp_fault_point("create-frozen");
+    done = vs->n_disks;
+    double pause = 0;
+    int crc = rp_vm_capture(ctx->vm, vs->n_disks, (const char *const *)ctx->vm->nodes,
+                            (const char *const *)ctx->vm->paths, snap, (const char *const *)prev,
+                            (const char *const *)p->rct_identifiers, &pause);
+    if (frozen) {
+      rp_error saved = *rp_last_error();
+      int trc = rp_freeze_end(frozen);
+      frozen = NULL;
+      if (crc < 0)
+        *(rp_error *)rp_last_error() = saved;
+      else if (trc < 0)
+        crc = -1;
+    }
+    if (crc < 0) {
+      rp_err_prefix("CreateReferencePoint");
+      goto out;
+    }
+    rp_job_add(job, vs->n_disks);
+    rp_fault_point("create-after-capture");
+  }
+  for (size_t i = 0; i < vs->n_disks && !ctx->vm; i++) {
     const char *path = vs->disks[i].path;
     done = i + 1;
     if (rp_engine_snapshot_create(path, snap) < 0 ||
-        (prev[i] && rp_engine_bitmap_enable(path, prev[i], false) < 0) ||
-        rp_engine_bitmap_add(path, p->rct_identifiers[i], true) < 0) {
+        (prev[i] && rp_engine_bitmap_enable(NULL, path, prev[i], false) < 0) ||
+        rp_engine_bitmap_add(NULL, path, p->rct_identifiers[i], true) < 0) {
       rp_err_prefix("CreateReferencePoint");
       goto out;
     }
@@ -886,7 +1070,7 @@ out:
     bool clean = true;
     CLEANUP_FREE char *snap2 = rp_snapshot_name(r->info.guid);
     for (size_t i = done; i-- > 0;)
-      if (rp_undo_disk(vs->disks[i].path, snap2, r->info.rct_identifiers[i], prev[i]) < 0)
+      if (rp_undo_disk(ctx->vm, vs->disks[i].path, snap2, r->info.rct_identifiers[i], prev[i]) < 0)
         clean = false;
     if (clean && rp_store_begin(ctx->st) == 0) {
       if (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
@@ -899,9 +1083,10 @@ out:
     free(prev[i]);
   free(prev);
   free(snap);
+  rp_freeze_end(frozen); /* only on paths that left before thawing */
   rp_states_free(states, vs->n_disks);
   rp_rp_rec_free(r);
-  rp_vs_unlock(fd);
+  rp_vs_unlock_op(ctx, fd);
   rp_vs_info_free(vs);
   return rc;
 }
@@ -920,7 +1105,7 @@ static int begin_rp_op(rp_ctx *ctx, const char *op, const char *id, rp_rp_rec **
   *fd = rp_vs_lock(ctx, (*vs)->name, true, op);
   if (*fd < 0)
     return -1;
-  if (rp_reconcile(ctx, *vs, RECON_REPAIR, states) < 0)
+  if (rp_op_attach(ctx, *vs) < 0 || rp_reconcile(ctx, *vs, RECON_REPAIR, states) < 0)
     return rp_err_prefix("%s", op);
   rp_rp_rec_free(*r);
   *r = NULL;
@@ -974,7 +1159,7 @@ int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
     size_t k;
     const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
     if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
-        rp_engine_snapshot_delete(d->path, snap) < 0)
+        rp_engine_snapshot_delete(ctx->vm, d->path, snap) < 0)
       rp_warnf(ctx, "RemoveAssociatedData: %s (retried at the next operation)",
                rp_last_error()->message);
   }
@@ -983,7 +1168,7 @@ out:
   free(snap);
   if (states)
     rp_states_free(states, vs->n_disks);
-  rp_vs_unlock(fd);
+  rp_vs_unlock_op(ctx, fd);
   rp_rp_rec_free(r);
   rp_vs_info_free(vs);
   return rc;
@@ -1019,7 +1204,7 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
     size_t k;
     const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
     if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
-        rp_engine_snapshot_delete(d->path, snap) < 0)
+        rp_engine_snapshot_delete(ctx->vm, d->path, snap) < 0)
       goto out;
   }
   /* 2. merge the epoch that starts here into the one before */
@@ -1043,7 +1228,7 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
       bool b_ok = states[i] && before->valid && rp_image_bitmap(states[i], before->bitmap);
       bool h_ok = states[i] && here->valid && rp_image_bitmap(states[i], here->bitmap);
       if (b_ok && h_ok &&
-          rp_engine_bitmap_merge(d->path, here->bitmap, before->bitmap, here->end_seq < 0) < 0)
+          rp_engine_bitmap_merge(ctx->vm, d->path, here->bitmap, before->bitmap, here->end_seq < 0) < 0)
         erc = -1;
       before->end_seq = here->end_seq;
       if (!here->valid || !h_ok) {
@@ -1075,7 +1260,7 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
   for (size_t j = 0; j < ndrop; j++) {
     size_t i = strtoul(drop[j], NULL, 10);
     const char *b = strchr(drop[j], ':') + 1;
-    if (rp_engine_bitmap_remove(vs->disks[i].path, b) < 0)
+    if (rp_engine_bitmap_remove(ctx->vm, vs->disks[i].path, b) < 0)
       rp_warnf(ctx, "DestroyReferencePoint: %s", rp_last_error()->message);
   }
   rp_job_add(job, 1);
@@ -1091,7 +1276,7 @@ out:
   free(snap);
   if (states)
     rp_states_free(states, vs->n_disks);
-  rp_vs_unlock(fd);
+  rp_vs_unlock_op(ctx, fd);
   rp_rp_rec_free(r);
   rp_vs_info_free(vs);
   return rc;

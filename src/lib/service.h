@@ -10,6 +10,7 @@ struct rp_ctx {
   rp_store *st;
   rp_warn_fn warn;
   void *warn_user;
+  rp_vm *vm; /* the running VM of the operation in progress, or NULL */
 };
 
 enum { RECON_STRICT = 1, RECON_REPAIR = 2, RECON_READ = 4 };
@@ -19,6 +20,13 @@ enum { RECON_STRICT = 1, RECON_REPAIR = 2, RECON_READ = 4 };
  * Returns the fd to pass to rp_vs_unlock. */
 int rp_vs_lock(rp_ctx *ctx, const char *vs_guid, bool exclusive, const char *op);
 void rp_vs_unlock(int fd);
+
+/* Attaches ctx to the running VM of vs (live.h) for the operation that
+ * holds vs's lock; leaves ctx->vm NULL when vs is shut off. Detach before
+ * unlocking (rp_vs_unlock_op does both). */
+int rp_op_attach(rp_ctx *ctx, const rp_vs_info *vs);
+void rp_op_detach(rp_ctx *ctx);
+void rp_vs_unlock_op(rp_ctx *ctx, int fd);
 
 /* Compares the store with the disks of vs and records what drifted
  * (see service.c). states[i] receives the inspected image of disk i (NULL
@@ -32,7 +40,7 @@ void rp_warnf(rp_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2
 char *rp_snapshot_name(const char *rp_guid); /* refpoint-rp-<guid> */
 /* Undoes what a create/import did to one disk (snapshot, new bitmap,
  * disabled previous epoch bitmap); idempotent. Any of the names may be NULL. */
-int rp_undo_disk(const char *path, const char *snap, const char *bitmap, const char *prev);
+int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitmap, const char *prev);
 /* The disk of vs with that GUID (its index in *idx), or NULL. */
 const rp_disk_info *rp_vs_disk(const rp_vs_info *vs, const char *guid, size_t *idx);
 /* The commit step of Create and Import: in one transaction, close each

@@ -48,6 +48,8 @@ static const char *migrations[] = {
     "CREATE TABLE job(id TEXT PRIMARY KEY, type INTEGER NOT NULL, state INTEGER NOT NULL,"
     " percent INTEGER NOT NULL, error_code INTEGER NOT NULL, description TEXT,"
     " started INTEGER NOT NULL, ended INTEGER NOT NULL, detail TEXT);",
+    /* 4: running VMs: the QMP socket and the guest agent socket */
+    "ALTER TABLE vs ADD COLUMN qmp TEXT; ALTER TABLE vs ADD COLUMN agent TEXT;",
 };
 
 int rp_store_open(const char *db_path, rp_store **out)
@@ -200,8 +202,8 @@ static char *col(sqlite3_stmt *s, int i)
 
 int rp_store_vs_insert(rp_store *st, const rp_vs_info *vs)
 {
-  if (run(st, prep(st, "INSERT INTO vs(guid,name,created) VALUES(?,?,?)", "ssi", vs->name,
-                   vs->element_name, rp_now()),
+  if (run(st, prep(st, "INSERT INTO vs(guid,name,created,qmp,agent) VALUES(?,?,?,?,?)", "ssiss",
+                   vs->name, vs->element_name, rp_now(), vs->qmp_socket, vs->agent_socket),
           "insert vs") < 0)
     return -1;
   for (size_t i = 0; i < vs->n_disks; i++)
@@ -246,6 +248,8 @@ static int vs_query(rp_store *st, sqlite3_stmt *s, rp_vs_info ***out, size_t *n)
     rp_vs_info *v = rp_xcalloc(1, sizeof *v);
     v->name = col(s, 0);
     v->element_name = col(s, 1);
+    v->qmp_socket = col(s, 2);
+    v->agent_socket = col(s, 3);
     l = rp_xrealloc(l, (cnt + 1) * sizeof *l);
     l[cnt++] = v;
   }
@@ -268,7 +272,7 @@ int rp_store_vs_get(rp_store *st, const char *key, rp_vs_info **out)
 {
   rp_vs_info **l;
   size_t n;
-  if (vs_query(st, prep(st, "SELECT guid,name FROM vs WHERE guid=lower(?) OR name=?", "ss", key, key),
+  if (vs_query(st, prep(st, "SELECT guid,name,qmp,agent FROM vs WHERE guid=lower(?) OR name=?", "ss", key, key),
                &l, &n) < 0)
     return -1;
   if (n == 0) {
@@ -284,7 +288,13 @@ int rp_store_vs_get(rp_store *st, const char *key, rp_vs_info **out)
 
 int rp_store_vs_list(rp_store *st, rp_vs_info ***out, size_t *n)
 {
-  return vs_query(st, prep(st, "SELECT guid,name FROM vs ORDER BY created, name", NULL), out, n);
+  return vs_query(st, prep(st, "SELECT guid,name,qmp,agent FROM vs ORDER BY created, name", NULL), out, n);
+}
+
+int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent)
+{
+  return run(st, prep(st, "UPDATE vs SET qmp=?, agent=? WHERE guid=?", "sss", qmp, agent, guid),
+             "update vs");
 }
 
 int rp_store_vs_delete(rp_store *st, const char *guid)

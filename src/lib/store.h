@@ -9,7 +9,7 @@
 #include "internal.h"
 #include <stdbool.h>
 
-#define RP_SCHEMA_VERSION 3
+#define RP_SCHEMA_VERSION 4
 
 typedef struct rp_store rp_store;
 
@@ -24,6 +24,8 @@ int rp_store_vs_insert(rp_store *st, const rp_vs_info *vs);
 int rp_store_vs_get(rp_store *st, const char *guid_or_name, rp_vs_info **out); /* NOT_FOUND */
 int rp_store_vs_list(rp_store *st, rp_vs_info ***out, size_t *n);
 int rp_store_vs_delete(rp_store *st, const char *guid);
+/* Sets (NULL: clears) the QMP and guest agent sockets of a VS. */
+int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent);
 /* The signature (inode, size, mtime, ctime) a disk file had when it was last
  * reconciled without findings; NULL when none. Caller frees *sig. */
 int rp_store_disk_sig(rp_store *st, const char *disk_guid, char **sig);

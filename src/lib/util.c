@@ -396,6 +396,10 @@ void rp_fault_point(const char *point)
   const char *f = getenv("REFPOINT_FAULT_INJECT");
   if (f && !strcmp(f, point))
     raise(SIGKILL);
+  /* "stop:POINT": stop there (SIGSTOP) so that a test can change the world
+   * (kill QEMU, start a VM) and then let the operation go on (SIGCONT) */
+  if (f && !strncmp(f, "stop:", 5) && !strcmp(f + 5, point))
+    raise(SIGSTOP);
 }
 
 void rp_trace(const char *fmt, ...)

@@ -10,6 +10,9 @@ T=$(mktemp -d /tmp/rpt.XXXXXX)
 STATE=$T/state
 cleanup() {
   local rc=$?
+  # VMs this test started (pid files $T/*.pid), and helpers in the background
+  for pf in "$T"/*.vmpid; do [ -f "$pf" ] && kill -9 "$(cat "$pf")" 2>/dev/null || true; done
+  jobs -p | xargs -r kill -9 2>/dev/null || true
   # kill any qemu-nbd this test started on its files
   pkill -f "qemu-nbd.*$T" 2>/dev/null || true
   for m in $(awk -v t="$T" '$2 ~ "^"t {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
@@ -88,3 +91,62 @@ by_size() {
   for f in "$@"; do if [ "$(vsize "$f")" = "$s" ]; then echo "$f"; return 0; fi; done
   return 1
 }
+
+# ---- running VMs (qemu-system-x86_64, TCG, no guest OS) ----------------------
+# vm_start NAME DISK.qcow2...: starts QEMU paused-free on the disks (virtio-blk
+# devices vd0, vd1, ... with share-rw so that the test can write through their
+# BlockBackends), with two QMP sockets: $T/NAME.qmp for refpoint and
+# $T/NAME.w for the test's own commands (QEMU serves one client per socket).
+# Extra QEMU options come from $VM_EXTRA (e.g. a guest agent chardev).
+need_qemu_system() {
+  command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed (Debian package qemu-system-x86)"
+}
+GIO=$BUILD/guestio
+vm_start() {
+  local name=$1; shift
+  local args=() i=0 d cache=${VM_CACHE:-writeback}
+  for d in "$@"; do
+    args+=(-blockdev "driver=file,node-name=f$i,filename=$(readlink -f "$d"),cache.direct=$([ "$cache" = none ] && echo on || echo off)"
+           -blockdev "driver=qcow2,node-name=d$i,file=f$i"
+           -device "virtio-blk-pci,drive=d$i,id=vd$i,share-rw=on,write-cache=$([ "$cache" = writethrough ] && echo off || echo on)")
+    i=$((i + 1))
+  done
+  rm -f "$T/$name.qmp" "$T/$name.w"
+  qemu-system-x86_64 -machine q35,accel=tcg -nodefaults -display none \
+    -qmp "unix:$T/$name.qmp,server=on,wait=off" -qmp "unix:$T/$name.w,server=on,wait=off" \
+    "${args[@]}" ${VM_EXTRA:-} -daemonize -pidfile "$T/$name.vmpid" >"$T/$name.log" 2>&1 ||
+    fail "QEMU did not start: $(cat "$T/$name.log")"
+}
+vm_pid() { cat "$T/$1.vmpid"; }
+vm_kill() { # NAME: kill -9, wait until gone
+  local p; p=$(vm_pid "$1")
+  kill -9 "$p" 2>/dev/null || true
+  while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+  rm -f "$T/$1.vmpid"
+}
+vm_quit() { # NAME: clean shutdown (bitmaps reach the file)
+  local p; p=$(vm_pid "$1")
+  "$GIO" qmp "$T/$1.w" '{"execute":"quit"}' >/dev/null 2>&1 || true
+  while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+  rm -f "$T/$1.vmpid"
+}
+# gwr NAME DEV OFF LEN PATTERN: one guest write through device DEV (vd0...)
+gwr() { "$GIO" write "$T/$1.w" "/machine/peripheral/$2/virtio-backend" "$3" "$4" "$5" || fail "guest write failed"; }
+now_ns() { date +%s%N; }
+# writer_start VM DEV SIZE SEED LOG: a busy guest writer in the background
+# (it holds the test's QMP socket of VM until writer_stop VM)
+writer_start() {
+  rm -f "$T/stop.$1"
+  "$GIO" writer "$T/$1.w" "/machine/peripheral/$2/virtio-backend" "$3" "$4" "$5" "$T/stop.$1" >"$T/writer.$1.out" 2>&1 &
+  echo $! >"$T/writer.$1.pid"
+  while [ ! -s "$5" ]; do   # it is writing
+    kill -0 "$(cat "$T/writer.$1.pid")" 2>/dev/null || fail "guest writer died: $(cat "$T/writer.$1.out")"
+    sleep 0.02
+  done
+}
+writer_stop() { # VM
+  touch "$T/stop.$1"
+  wait "$(cat "$T/writer.$1.pid")" || fail "guest writer failed: $(cat "$T/writer.$1.out")"
+}
+# to_raw EXPORT-QCOW2 OUT.raw: the image content (backing chain included) as raw
+to_raw() { qemu-img convert -O raw "$1" "$2"; }

@@ -1,0 +1,797 @@
+/* live.c — running VMs over QMP, and the guest agent freeze guard.
+ * See live.h for the model; DESIGN.md and docs/live.md for the choices. */
+#include "live.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QMP_TIMEOUT_MS 60000 /* snapshot deletion of a big image can take a while */
+
+static void sleep_ms(int ms)
+{
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- a JSON-lines connection (QMP and the guest agent both speak it) ----- */
+
+typedef struct jconn {
+  int fd;
+  char *buf;
+  size_t len, cap;
+} jconn;
+
+static int unix_connect(const char *path, int *fd_out)
+{
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path)
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0, "socket path %s is too long", path);
+  memcpy(a.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return rp_err_set(RP_E_FAILED, errno, "socket");
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    int e = errno;
+    close(fd);
+    return rp_err_set(e == EACCES ? RP_E_ACCESS_DENIED : RP_E_NOT_AVAILABLE, e,
+                      "nothing answers on %s", path);
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+static int jc_send(jconn *c, json_t *msg)
+{
+  char *txt = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  size_t n = strlen(txt), off = 0;
+  while (off < n) {
+    ssize_t w = send(c->fd, txt + off, n - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      int e = errno;
+      free(txt);
+      return rp_err_set(RP_E_NOT_AVAILABLE, e, "send");
+    }
+    off += (size_t)w;
+  }
+  free(txt);
+  return 0;
+}
+
+/* Next JSON object line, waiting until deadline (monotonic seconds). A
+ * 0xFF byte (the guest agent's sync delimiter) resets the line. */
+static int jc_recv(jconn *c, double deadline, json_t **out)
+{
+  for (;;) {
+    char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+    if (nl) {
+      size_t ll = (size_t)(nl - c->buf) + 1;
+      char *start = c->buf;
+      char *ff = memrchr(c->buf, 0xff, ll);
+      if (ff)
+        start = ff + 1;
+      json_error_t je;
+      json_t *j = json_loadb(start, (size_t)(nl - start), 0, &je);
+      memmove(c->buf, c->buf + ll, c->len - ll);
+      c->len -= ll;
+      if (!j)
+        continue; /* blank line or noise */
+      *out = j;
+      return 0;
+    }
+    double left = deadline - rp_monotonic();
+    if (left <= 0)
+      return rp_err_set(RP_E_TIMEOUT, 0, "no answer");
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int pr = poll(&p, 1, (int)(left * 1000) + 1);
+    if (pr < 0 && errno == EINTR)
+      continue;
+    if (pr == 0)
+      continue;
+    if (c->len + 65536 > c->cap) {
+      if (c->cap > (64u << 20))
+        return rp_err_set(RP_E_FAILED, 0, "answer too long");
+      c->cap = c->cap ? c->cap * 2 : 131072;
+      c->buf = rp_xrealloc(c->buf, c->cap);
+    }
+    ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return rp_err_set(RP_E_NOT_AVAILABLE, r < 0 ? errno : 0, "connection closed");
+    c->len += (size_t)r;
+  }
+}
+
+static void jc_close(jconn *c)
+{
+  if (c->fd >= 0)
+    close(c->fd);
+  free(c->buf);
+  c->fd = -1;
+  c->buf = NULL;
+}
+
+/* ---- QMP ---------------------------------------------------------------- */
+
+struct rp_qmp {
+  jconn c;
+  char *sock;
+  long id;
+};
+
+void rp_qmp_close(rp_qmp *q)
+{
+  if (!q)
+    return;
+  jc_close(&q->c);
+  free(q->sock);
+  free(q);
+}
+
+int rp_qmp_connect(const char *sock, int timeout_ms, rp_qmp **out)
+{
+  rp_qmp *q = rp_xcalloc(1, sizeof *q);
+  q->c.fd = -1;
+  q->sock = rp_xstrdup(sock);
+  if (unix_connect(sock, &q->c.fd) < 0) {
+    rp_err_prefix("QMP");
+    rp_qmp_close(q);
+    return -1;
+  }
+  json_t *g = NULL;
+  /* QEMU serves one QMP client at a time: a second one waits, greeting-less */
+  if (jc_recv(&q->c, rp_monotonic() + timeout_ms / 1000.0, &g) < 0 ||
+      !json_object_get(g, "QMP")) {
+    json_decref(g);
+    rp_err_set(RP_E_TIMEOUT, 0,
+               "QMP %s: no greeting within %d ms (is another client connected to it?)", sock,
+               timeout_ms);
+    rp_qmp_close(q);
+    return -1;
+  }
+  json_decref(g);
+  if (rp_qmp_exec(q, "qmp_capabilities", NULL, NULL, timeout_ms) < 0) {
+    rp_qmp_close(q);
+    return -1;
+  }
+  *out = q;
+  return 0;
+}
+
+int rp_qmp_exec(rp_qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms)
+{
+  long id = ++q->id;
+  json_t *m = json_pack("{s:s,s:I}", "execute", cmd, "id", (json_int_t)id);
+  if (args)
+    json_object_set_new(m, "arguments", args);
+  double t0 = rp_monotonic();
+  if (jc_send(&q->c, m) < 0)
+    return rp_err_prefix("QMP %s %s", q->sock, cmd);
+  for (;;) {
+    json_t *r;
+    if (jc_recv(&q->c, t0 + timeout_ms / 1000.0, &r) < 0)
+      return rp_err_prefix("QMP %s %s", q->sock, cmd);
+    json_t *rid = json_object_get(r, "id");
+    if (json_object_get(r, "event") || (rid && json_integer_value(rid) != id)) {
+      json_decref(r);
+      continue;
+    }
+    json_t *err = json_object_get(r, "error");
+    if (err) {
+      const char *d = json_string_value(json_object_get(err, "desc"));
+      rp_err_set(RP_E_FAILED, 0, "QMP %s: %s", cmd, d ? d : "error");
+      json_decref(r);
+      return -1;
+    }
+    rp_trace("QMP %s: %.2f ms", cmd, (rp_monotonic() - t0) * 1000);
+    if (ret)
+      *ret = json_incref(json_object_get(r, "return"));
+    json_decref(r);
+    return 0;
+  }
+}
+
+/* ---- attach ------------------------------------------------------------- */
+
+void rp_vm_detach(rp_vm *vm)
+{
+  if (!vm)
+    return;
+  rp_qmp_close(vm->q);
+  if (vm->lock_fd >= 0)
+    close(vm->lock_fd);
+  for (size_t i = 0; i < vm->n; i++) {
+    free(vm->paths[i]);
+    free(vm->nodes[i]);
+  }
+  free(vm->paths);
+  free(vm->nodes);
+  free(vm->state);
+  free(vm);
+}
+
+const char *rp_vm_node(const rp_vm *vm, const char *path)
+{
+  for (size_t i = 0; vm && i < vm->n; i++)
+    if (!strcmp(vm->paths[i], path))
+      return vm->nodes[i];
+  return NULL;
+}
+
+static int same_file(const char *a, const char *b)
+{
+  if (!a || !b)
+    return 0;
+  if (!strcmp(a, b))
+    return 1;
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int named_nodes(rp_qmp *q, json_t **out)
+{
+  return rp_qmp_exec(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), out,
+                     QMP_TIMEOUT_MS);
+}
+
+/* The format node of a file: a writable qcow2 node; a read-only one means
+ * something (an overlay) sits above the disk in that QEMU. */
+static json_t *find_node(json_t *nodes, const char *path, bool *ro)
+{
+  json_t *found = NULL;
+  for (size_t i = 0; i < json_array_size(nodes); i++) {
+    json_t *n = json_array_get(nodes, i);
+    const char *drv = json_string_value(json_object_get(n, "drv"));
+    const char *file = json_string_value(json_object_get(n, "file"));
+    if (!drv || strcmp(drv, "qcow2") || !same_file(file, path))
+      continue;
+    bool r = json_is_true(json_object_get(n, "ro"));
+    if (!found || (*ro && !r)) {
+      found = n;
+      *ro = r;
+    }
+  }
+  return found;
+}
+
+int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, rp_vm **out,
+                 char **state)
+{
+  *out = NULL;
+  if (state)
+    *state = NULL;
+  if (!vs->qmp_socket || !*vs->qmp_socket) {
+    if (state)
+      *state = rp_xstrdup("shut off");
+    return 0;
+  }
+  rp_vm *vm = rp_xcalloc(1, sizeof *vm);
+  vm->lock_fd = -1;
+  CLEANUP_FREE char *lp = rp_xasprintf("%s/locks/%s.qmp", state_dir, vs->name);
+  vm->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (vm->lock_fd < 0) {
+    rp_err_set(rp_err_from_errno(errno), errno, "lock %s", lp);
+    goto fail;
+  }
+  double until = rp_monotonic() + lock_wait_ms / 1000.0;
+  while (flock(vm->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    if (rp_monotonic() > until) {
+      rp_err_set(RP_E_IN_USE, 0, "the QMP socket of %s is in use by another refpoint operation",
+                 vs->element_name);
+      goto fail;
+    }
+    sleep_ms(2);
+  }
+  if (rp_qmp_connect(vs->qmp_socket, 5000, &vm->q) < 0) {
+    const rp_error *e = rp_last_error();
+    if (e->code == RP_E_NOT_AVAILABLE &&
+        (e->sys_errno == ENOENT || e->sys_errno == ECONNREFUSED)) {
+      /* QEMU is gone: the files are handled offline */
+      rp_vm_detach(vm);
+      rp_err_clear();
+      if (state)
+        *state = rp_xstrdup("QEMU not running");
+      return 0;
+    }
+    goto fail;
+  }
+  json_t *st = NULL, *nodes = NULL;
+  if (rp_qmp_exec(vm->q, "query-status", NULL, &st, 5000) < 0)
+    goto fail;
+  const char *s = json_string_value(json_object_get(st, "status"));
+  if (!s)
+    s = "unknown";
+  if (!strcmp(s, "prelaunch") || !strcmp(s, "suspended") || !strcmp(s, "debug"))
+    s = "paused";
+  vm->state = rp_xstrdup(s);
+  json_decref(st);
+  if (named_nodes(vm->q, &nodes) < 0)
+    goto fail;
+  vm->n = vs->n_disks;
+  vm->paths = rp_xcalloc(vm->n, sizeof(char *));
+  vm->nodes = rp_xcalloc(vm->n, sizeof(char *));
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    bool ro = false;
+    json_t *n = find_node(nodes, vs->disks[i].path, &ro);
+    vm->paths[i] = rp_xstrdup(vs->disks[i].path);
+    if (!n || ro) {
+      rp_err_set(RP_E_DISK_CHANGED, 0,
+                 n ? "disk %s (%s) is not the active layer in the running VM %s (an overlay or "
+                     "a job sits on it)"
+                   : "disk %s (%s) is not open in the running VM %s (query-named-block-nodes "
+                     "has no qcow2 node on that file)",
+                 vs->disks[i].instance_id, vs->disks[i].path, vs->element_name);
+      json_decref(nodes);
+      goto fail;
+    }
+    vm->nodes[i] = rp_xstrdup(json_string_value(json_object_get(n, "node-name")));
+  }
+  json_decref(nodes);
+  rp_trace("attached to %s: %s", vs->qmp_socket, vm->state);
+  if (state)
+    *state = rp_xstrdup(vm->state);
+  *out = vm;
+  return 0;
+fail:
+  rp_err_prefix("virtual system %s", vs->element_name);
+  rp_vm_detach(vm);
+  return -1;
+}
+
+/* ---- image state and changes -------------------------------------------- */
+
+int rp_vm_inspect(rp_vm *vm, const char *node, rp_image_state **out)
+{
+  json_t *nodes;
+  if (named_nodes(vm->q, &nodes) < 0)
+    return -1;
+  json_t *n = NULL;
+  for (size_t i = 0; i < json_array_size(nodes) && !n; i++) {
+    const char *nn = json_string_value(json_object_get(json_array_get(nodes, i), "node-name"));
+    if (nn && !strcmp(nn, node))
+      n = json_array_get(nodes, i);
+  }
+  if (!n) {
+    json_decref(nodes);
+    return rp_err_set(RP_E_DISK_CHANGED, 0, "block node %s is gone from the running VM", node);
+  }
+  json_t *img = json_object_get(n, "image");
+  rp_image_state *s = rp_xcalloc(1, sizeof *s);
+  s->virtual_size = (uint64_t)json_integer_value(json_object_get(img, "virtual-size"));
+  s->format = rp_xstrdup(json_string_value(json_object_get(img, "format")));
+  json_t *fs = json_object_get(json_object_get(img, "format-specific"), "data");
+  const char *compat = json_string_value(json_object_get(fs, "compat"));
+  s->qcow2_v3 = s->format && !strcmp(s->format, "qcow2") && compat && !strcmp(compat, "1.1");
+  s->corrupt = json_is_true(json_object_get(fs, "corrupt"));
+  json_t *bms = json_object_get(n, "dirty-bitmaps");
+  s->n_bitmaps = json_array_size(bms);
+  s->bitmaps = rp_xcalloc(s->n_bitmaps, sizeof *s->bitmaps);
+  for (size_t i = 0; i < s->n_bitmaps; i++) {
+    json_t *b = json_array_get(bms, i);
+    const char *nm = json_string_value(json_object_get(b, "name"));
+    s->bitmaps[i].name = rp_xstrdup(nm ? nm : "");
+    s->bitmaps[i].granularity = (uint32_t)json_integer_value(json_object_get(b, "granularity"));
+    s->bitmaps[i].enabled = json_is_true(json_object_get(b, "recording"));
+    s->bitmaps[i].in_use = json_is_true(json_object_get(b, "inconsistent"));
+  }
+  json_t *sn = json_object_get(img, "snapshots");
+  s->n_snapshots = json_array_size(sn);
+  s->snapshots = rp_xcalloc(s->n_snapshots, sizeof(char *));
+  for (size_t i = 0; i < s->n_snapshots; i++) {
+    const char *nm = json_string_value(json_object_get(json_array_get(sn, i), "name"));
+    s->snapshots[i] = rp_xstrdup(nm ? nm : "");
+  }
+  json_decref(nodes);
+  *out = s;
+  return 0;
+}
+
+int rp_vm_snapshot_delete(rp_vm *vm, const char *node, const char *name)
+{
+  double t0 = rp_monotonic();
+  int rc = rp_qmp_exec(vm->q, "blockdev-snapshot-delete-internal-sync",
+                       json_pack("{s:s,s:s}", "device", node, "name", name), NULL, QMP_TIMEOUT_MS);
+  rp_trace("live snapshot delete %s: %.1f ms", name, (rp_monotonic() - t0) * 1000);
+  return rc;
+}
+
+static json_t *bm_add_args(const char *node, const char *name, bool enabled, bool persistent)
+{
+  return json_pack("{s:s,s:s,s:i,s:b,s:b}", "node", node, "name", name, "granularity",
+                   (int)RP_GRANULARITY, "persistent", persistent, "disabled", !enabled);
+}
+
+int rp_vm_bitmap_add(rp_vm *vm, const char *node, const char *name, bool enabled)
+{
+  return rp_qmp_exec(vm->q, "block-dirty-bitmap-add", bm_add_args(node, name, enabled, true),
+                     NULL, QMP_TIMEOUT_MS);
+}
+
+int rp_vm_bitmap_remove(rp_vm *vm, const char *node, const char *name)
+{
+  return rp_qmp_exec(vm->q, "block-dirty-bitmap-remove",
+                     json_pack("{s:s,s:s}", "node", node, "name", name), NULL, QMP_TIMEOUT_MS);
+}
+
+int rp_vm_bitmap_enable(rp_vm *vm, const char *node, const char *name, bool enable)
+{
+  return rp_qmp_exec(vm->q, enable ? "block-dirty-bitmap-enable" : "block-dirty-bitmap-disable",
+                     json_pack("{s:s,s:s}", "node", node, "name", name), NULL, QMP_TIMEOUT_MS);
+}
+
+static json_t *action(const char *type, json_t *data)
+{
+  return json_pack("{s:s,s:o}", "type", type, "data", data);
+}
+
+static int transaction(rp_vm *vm, json_t *actions, double *ms)
+{
+  double t0 = rp_monotonic();
+  int rc = rp_qmp_exec(vm->q, "transaction", json_pack("{s:o}", "actions", actions), NULL,
+                       QMP_TIMEOUT_MS);
+  if (ms)
+    *ms = (rp_monotonic() - t0) * 1000;
+  return rc;
+}
+
+int rp_vm_bitmap_merge(rp_vm *vm, const char *node, const char *src, const char *dst,
+                       bool enable_dst)
+{
+  json_t *a = json_array();
+  /* enabling first inside the transaction: no write falls between the
+   * merge and the start of recording */
+  if (enable_dst)
+    json_array_append_new(a, action("block-dirty-bitmap-enable",
+                                    json_pack("{s:s,s:s}", "node", node, "name", dst)));
+  json_array_append_new(a, action("block-dirty-bitmap-merge",
+                                  json_pack("{s:s,s:s,s:[s]}", "node", node, "target", dst,
+                                            "bitmaps", src)));
+  return transaction(vm, a, NULL);
+}
+
+/* Writes the file's dirty page cache back, so that the snapshot's flush
+ * (during which guest I/O is drained) has little left to do. */
+static void preflush(const char *path)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  for (int k = 0; k < 3; k++) {
+    double t0 = rp_monotonic();
+    fdatasync(fd);
+    double ms = (rp_monotonic() - t0) * 1000;
+    rp_trace("pre-flush %s: %.1f ms", path, ms);
+    if (ms < 5)
+      break;
+  }
+  close(fd);
+}
+
+int rp_vm_capture(rp_vm *vm, size_t n, const char *const *nodes, const char *const *paths,
+                  const char *snap, const char *const *prev, const char *const *newbm,
+                  double *pause_ms)
+{
+  for (size_t i = 0; i < n; i++)
+    preflush(paths[i]);
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) {
+    if (prev[i])
+      json_array_append_new(a, action("block-dirty-bitmap-disable",
+                                      json_pack("{s:s,s:s}", "node", nodes[i], "name", prev[i])));
+    json_array_append_new(a, action("block-dirty-bitmap-add", bm_add_args(nodes[i], newbm[i], true, true)));
+    json_array_append_new(a, action("blockdev-snapshot-internal-sync",
+                                    json_pack("{s:s,s:s}", "device", nodes[i], "name", snap)));
+  }
+  double ms = 0;
+  int rc = transaction(vm, a, &ms);
+  rp_trace("live capture transaction (%zu disk(s)): %.2f ms", n, ms);
+  if (pause_ms)
+    *pause_ms = ms;
+  return rc;
+}
+
+int rp_vm_dirty_ranges(rp_vm *vm, const char *node, const char *const *bitmaps, size_t n_bitmaps,
+                       rp_range **out, size_t *n_out)
+{
+  char u[37];
+  rp_uuid(u);
+  CLEANUP_FREE char *tmpbm = rp_xasprintf(RP_PREFIX "x-%ld-%.8s", (long)getpid(), u);
+  char dir[] = "/tmp/refpoint-qnbd-XXXXXX";
+  if (!mkdtemp(dir))
+    return rp_err_set(RP_E_FAILED, errno, "mkdtemp");
+  CLEANUP_FREE char *sock = rp_xasprintf("%s/s", dir);
+  bool bm = false, server = false, exp = false;
+  rp_src *src = NULL;
+  int rc = -1;
+  json_t *list = json_array();
+  for (size_t i = 0; i < n_bitmaps; i++)
+    json_array_append_new(list, json_string(bitmaps[i]));
+  if (rp_qmp_exec(vm->q, "block-dirty-bitmap-add", bm_add_args(node, tmpbm, false, false), NULL,
+                  QMP_TIMEOUT_MS) < 0) {
+    json_decref(list);
+    goto out;
+  }
+  bm = true;
+  if (rp_qmp_exec(vm->q, "block-dirty-bitmap-merge",
+                  json_pack("{s:s,s:s,s:o}", "node", node, "target", tmpbm, "bitmaps", list),
+                  NULL, QMP_TIMEOUT_MS) < 0)
+    goto out;
+  if (rp_qmp_exec(vm->q, "nbd-server-start",
+                  json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "unix", "data", "path", sock),
+                  NULL, QMP_TIMEOUT_MS) < 0) {
+    if (strstr(rp_last_error()->message, "already"))
+      rp_err_set(RP_E_NOT_AVAILABLE, 0,
+                 "the VM's NBD server is already running (started by someone else); refpoint "
+                 "needs it to read change tracking of a running VM");
+    goto out;
+  }
+  server = true;
+  if (rp_qmp_exec(vm->q, "block-export-add",
+                  json_pack("{s:s,s:s,s:s,s:s,s:b,s:[s]}", "type", "nbd", "id", tmpbm, "node-name",
+                            node, "name", "refpoint", "writable", 0, "bitmaps", tmpbm),
+                  NULL, QMP_TIMEOUT_MS) < 0)
+    goto out;
+  exp = true;
+  const char *ctxs[] = {tmpbm};
+  if (rp_src_open_export(sock, "refpoint", ctxs, 1, &src) < 0 ||
+      rp_src_ranges(src, ctxs, 1, out, n_out) < 0)
+    goto out;
+  rc = 0;
+out:;
+  rp_error saved = *rp_last_error();
+  rp_src_close(src);
+  if (exp)
+    rp_qmp_exec(vm->q, "block-export-del", json_pack("{s:s,s:s}", "id", tmpbm, "mode", "hard"),
+                NULL, QMP_TIMEOUT_MS);
+  if (server)
+    rp_qmp_exec(vm->q, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS);
+  /* the export lets go of the bitmap asynchronously */
+  for (int k = 0; bm && k < 500; k++) {
+    if (rp_vm_bitmap_remove(vm, node, tmpbm) == 0)
+      break;
+    sleep_ms(2);
+  }
+  rp_rm_rf(dir);
+  if (rc < 0)
+    *(rp_error *)rp_last_error() = saved;
+  else
+    rp_err_clear();
+  return rc;
+}
+
+/* ---- guest agent freeze guard -------------------------------------------- */
+
+struct rp_freeze {
+  pid_t pid;
+  int to_guard;   /* write end: one byte = thaw now; EOF = we died */
+  int from_guard; /* read end: status lines */
+};
+
+/* One agent command; a guest-sync-delimited first flushes stale output. */
+static int ga_cmd(jconn *c, const char *cmd, double deadline, json_t **ret)
+{
+  if (jc_send(c, json_pack("{s:s}", "execute", cmd)) < 0)
+    return -1;
+  for (;;) {
+    json_t *r;
+    if (jc_recv(c, deadline, &r) < 0)
+      return -1;
+    json_t *err = json_object_get(r, "error");
+    if (err) {
+      const char *d = json_string_value(json_object_get(err, "desc"));
+      rp_err_set(RP_E_FAILED, 0, "%s", d ? d : "error");
+      json_decref(r);
+      return -1;
+    }
+    if (json_object_get(r, "return")) {
+      if (ret)
+        *ret = json_incref(json_object_get(r, "return"));
+      json_decref(r);
+      return 0;
+    }
+    json_decref(r);
+  }
+}
+
+static int ga_sync(jconn *c, double deadline)
+{
+  char u[37];
+  rp_uuid(u);
+  json_int_t id = (json_int_t)(strtoull(u, NULL, 16) & 0x7fffffff);
+  if (jc_send(c, json_pack("{s:s,s:{s:I}}", "execute", "guest-sync-delimited", "arguments", "id",
+                           id)) < 0)
+    return -1;
+  for (;;) {
+    json_t *r;
+    if (jc_recv(c, deadline, &r) < 0)
+      return -1;
+    bool ok = json_integer_value(json_object_get(r, "return")) == id;
+    json_decref(r);
+    if (ok)
+      return 0;
+  }
+}
+
+static void guard_say(int fd, const char *fmt, ...)
+{
+  char line[1100];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if (n > (int)sizeof line - 2)
+    n = (int)sizeof line - 2;
+  for (int i = 0; i < n; i++)
+    if (line[i] == '\n')
+      line[i] = ' ';
+  line[n++] = '\n';
+  ssize_t w = write(fd, line, (size_t)n);
+  (void)w;
+}
+
+/* The guard: freeze, report, wait for the word (or EOF, or the limit),
+ * thaw, report. Runs in a child that ignores terminal signals, so that a
+ * Ctrl-C or kill of the tool still ends in a thaw. */
+static void __attribute__((noreturn))
+guard_main(const char *sock, int timeout_ms, int max_frozen_ms, int rd, int wr)
+{
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  /* hold nothing of the tool's (VS lock, QMP connection, a daemon's
+   * sockets) longer than the tool itself */
+  long maxfd = sysconf(_SC_OPEN_MAX);
+  for (int fd = 3; fd < (maxfd > 0 && maxfd < 65536 ? maxfd : 65536); fd++)
+    if (fd != rd && fd != wr)
+      close(fd);
+  jconn c = {.fd = -1};
+  double dl = rp_monotonic() + timeout_ms / 1000.0;
+  if (unix_connect(sock, &c.fd) < 0 || ga_sync(&c, dl) < 0) {
+    guard_say(wr, "N no guest agent answered on %s within %d ms: %s", sock, timeout_ms,
+              rp_last_error()->message);
+    _exit(0);
+  }
+  json_t *ret = NULL;
+  int frc = ga_cmd(&c, "guest-fsfreeze-freeze", rp_monotonic() + timeout_ms / 1000.0, &ret);
+  if (frc < 0) {
+    rp_error e = *rp_last_error();
+    /* the agent may have frozen some file systems before failing or while
+     * we waited: thaw in any case */
+    ga_cmd(&c, "guest-fsfreeze-thaw", rp_monotonic() + timeout_ms / 1000.0, NULL);
+    guard_say(wr, "%c guest-fsfreeze-freeze: %s", e.code == RP_E_TIMEOUT ? 'N' : 'E',
+              e.code == RP_E_TIMEOUT ? "the agent did not answer in time" : e.message);
+    _exit(0);
+  }
+  guard_say(wr, "F %lld", (long long)json_integer_value(ret));
+  json_decref(ret);
+  struct pollfd p = {.fd = rd, .events = POLLIN};
+  int pr;
+  do
+    pr = poll(&p, 1, max_frozen_ms);
+  while (pr < 0 && errno == EINTR);
+  bool expired = pr == 0;
+  int ok = -1;
+  for (int k = 0; k < 3 && ok < 0; k++) {
+    ret = NULL;
+    ok = ga_cmd(&c, "guest-fsfreeze-thaw", rp_monotonic() + timeout_ms / 1000.0, &ret);
+    json_decref(ret);
+  }
+  if (ok < 0)
+    guard_say(wr, "E guest-fsfreeze-thaw failed: %s", rp_last_error()->message);
+  else if (expired)
+    guard_say(wr, "X the guest stayed frozen longer than %d ms and was thawed before the "
+                  "capture ended; the point would not be application consistent",
+              max_frozen_ms);
+  else
+    guard_say(wr, "T");
+  jc_close(&c);
+  if (expired) {
+    /* the tool still has to say its word (or die): keep our end of its
+     * pipe open until then, so that its write never meets a closed pipe */
+    char ch;
+    while (read(rd, &ch, 1) < 0 && errno == EINTR)
+      ;
+  }
+  _exit(0);
+}
+
+static int read_line(int fd, char *buf, size_t cap)
+{
+  size_t n = 0;
+  while (n + 1 < cap) {
+    ssize_t r = read(fd, buf + n, 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    if (buf[n] == '\n')
+      break;
+    n++;
+  }
+  buf[n] = 0;
+  return (int)n;
+}
+
+int rp_freeze_begin(const char *agent_sock, int timeout_ms, int max_frozen_ms, rp_freeze **out)
+{
+  int a[2], b[2];
+  if (pipe2(a, O_CLOEXEC) < 0)
+    return rp_err_set(RP_E_FAILED, errno, "pipe");
+  if (pipe2(b, O_CLOEXEC) < 0) {
+    close(a[0]);
+    close(a[1]);
+    return rp_err_set(RP_E_FAILED, errno, "pipe");
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    return rp_err_set(RP_E_FAILED, e, "fork");
+  }
+  if (pid == 0) {
+    close(a[1]);
+    close(b[0]);
+    guard_main(agent_sock, timeout_ms, max_frozen_ms, a[0], b[1]);
+  }
+  close(a[0]);
+  close(b[1]);
+  rp_freeze *f = rp_xcalloc(1, sizeof *f);
+  f->pid = pid;
+  f->to_guard = a[1];
+  f->from_guard = b[0];
+  char line[1100];
+  read_line(f->from_guard, line, sizeof line);
+  if (line[0] == 'F') {
+    rp_trace("guest frozen (%s file systems)", line + 2);
+    *out = f;
+    return 0;
+  }
+  close(f->to_guard);
+  close(f->from_guard);
+  waitpid(f->pid, NULL, 0);
+  free(f);
+  if (line[0] == 'N')
+    return rp_err_set(RP_E_NOT_AVAILABLE, 0,
+                      "application-consistent reference point impossible: %s", line + 2);
+  return rp_err_set(RP_E_FAILED, 0, "application-consistent reference point: %s",
+                    line[0] ? line + 2 : "the guest agent guard died");
+}
+
+int rp_freeze_end(rp_freeze *f)
+{
+  if (!f)
+    return 0;
+  ssize_t w = write(f->to_guard, "t", 1);
+  (void)w;
+  char line[1100];
+  read_line(f->from_guard, line, sizeof line);
+  close(f->to_guard);
+  close(f->from_guard);
+  waitpid(f->pid, NULL, 0);
+  free(f);
+  if (line[0] == 'T') {
+    rp_trace("guest thawed");
+    return 0;
+  }
+  return rp_err_set(RP_E_FAILED, 0, "%s", line[0] ? line + 2 : "the guest agent guard died");
+}
