@@ -14,7 +14,7 @@ static const char usage[] =
     "  vm add NAME --disk FILE [--disk FILE]... [--qmp SOCKET [--guest-agent SOCKET]]\n"
     "  vm set VM [--qmp SOCKET [--guest-agent SOCKET]]   (what is not given is cleared)\n"
     "  vm list | vm show VM | vm remove VM\n"
-    "  rp create VM [--consistency crash|application]\n"
+    "  rp create VM [--consistency crash|application|2|1]\n"
     "  rp list [VM] | rp show RP | rp destroy RP | rp remove-data RP\n"
     "  export RP EXPORT_DIR [--base RP] [--disk DISK_ID]...\n"
     "  import-metadata VM CONFIG_FILE RUNTIME_STATE_FILE\n"
@@ -255,10 +255,11 @@ static int cmd_rp(const cli_opts *o, int argc, char **argv)
     uint16_t level = 2;
     if (a.npos != 1)
       return usage_error("rp create VM [--consistency crash|application]%s", NULL);
-    if (cons && !strcmp(cons, "application"))
+    /* the names, or the ConsistencyLevel numbers of the contract */
+    if (cons && (!strcmp(cons, "application") || !strcmp(cons, "1")))
       level = 1;
-    else if (cons && strcmp(cons, "crash"))
-      return usage_error("--consistency is crash or application, not %s", cons);
+    else if (cons && strcmp(cons, "crash") && strcmp(cons, "2"))
+      return usage_error("--consistency is crash (2) or application (1), not %s", cons);
     if (!(ctx = open_ctx(o)))
       return cli_fail(o, "CreateReferencePoint", true);
     rp_point_info *p;
