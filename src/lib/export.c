@@ -481,6 +481,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   }
   rp_trace("export: %zu disk(s) planned, %llu bytes to read", ndj, (unsigned long long)total);
   rp_op_detach(ctx); /* the data comes from the snapshots alone */
+  rp_fault_point("export-planned");
   rp_job_set_total(job, total);
   /* copy */
   for (size_t j = 0; j < ndj; j++) {

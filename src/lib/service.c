@@ -164,11 +164,16 @@ int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitm
   int rc = 0;
   if (snap && rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(vm, path, snap) < 0)
     rc = -1;
-  /* the previous epoch records again before the new one goes: on a running
-   * VM no write falls between the two */
+  /* the previous epoch records again, and takes over what the new bitmap
+   * recorded meanwhile (writes between the capture and this undo), before
+   * the new one goes: nothing written is ever missing from an epoch */
   const rp_bitmap_st *pb = prev ? rp_image_bitmap(s, prev) : NULL;
-  if (pb && !pb->enabled && !pb->in_use && rp_engine_bitmap_enable(vm, path, prev, true) < 0)
-    rc = -1;
+  const rp_bitmap_st *nb = bitmap ? rp_image_bitmap(s, bitmap) : NULL;
+  if (pb && !pb->enabled && !pb->in_use) {
+    if (nb && !nb->in_use ? rp_engine_bitmap_merge(vm, path, bitmap, prev, true) < 0
+                          : rp_engine_bitmap_enable(vm, path, prev, true) < 0)
+      rc = -1;
+  }
   if (bitmap && rp_image_bitmap(s, bitmap) && rp_engine_bitmap_remove(vm, path, bitmap) < 0)
     rc = -1;
   rp_image_state_free(s);
