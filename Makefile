@@ -3,12 +3,13 @@
 #   make demo     install missing Debian packages, build, run the demo
 #   make test     install missing Debian packages, build, run every test
 #   make bench    benchmarks against qemu-img convert and nbdcopy
+#   make bench-live  a running VM: capture pause, guest throughput, live export
 #   make fuzz     libFuzzer on the CIM parsers (FUZZ_SECONDS each, default 60)
 #   make test runs the whole suite twice: against build/ and against an
 #   ASan+UBSan build (build-asan/). make check runs it once, against build/.
 BUILD ?= build
 
-.PHONY: all deps demo test check bench bench-daemon fuzz clean
+.PHONY: all deps demo test check bench bench-daemon bench-live fuzz clean
 all: $(BUILD)/build.ninja
 	@ninja -C $(BUILD) >/dev/null
 
@@ -30,6 +31,10 @@ check: deps all
 bench: all
 	@scripts/deps.sh --bench
 	@bench/run.sh
+
+bench-live: all
+	@scripts/deps.sh --bench
+	@bench/live.sh
 
 bench-daemon: all
 	@scripts/deps.sh --bench

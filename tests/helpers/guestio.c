@@ -2,7 +2,8 @@
  *
  *   guestio qmp SOCK 'JSON-COMMAND'...
  *       Sends each command on a QMP socket, prints each "return" as JSON on
- *       a line; exits 1 on a QMP error (printed to stderr).
+ *       a line; exits 1 on a QMP error (printed to stderr). With
+ *       $GUESTIO_TIME set, prints each command's round trip ("ms X") to stderr.
  *   guestio write SOCK DEVICE OFF LEN PATTERN
  *       One guest-like write through the device's BlockBackend
  *       (human-monitor-command "qemu-io -d DEVICE 'write -P ...'").
@@ -179,7 +180,10 @@ int main(int argc, char **argv)
       json_t *c = json_loads(argv[i], 0, NULL);
       if (!c)
         die("bad JSON command");
+      int64_t t0 = now_ns();
       json_t *r = exec_json(c);
+      if (getenv("GUESTIO_TIME"))
+        fprintf(stderr, "ms %.3f\n", (now_ns() - t0) / 1e6);
       json_decref(c);
       json_t *e = json_object_get(r, "error");
       if (e) {

@@ -9,7 +9,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)   # the source tree
 T=$(mktemp -d /tmp/rpt.XXXXXX)
 STATE=$T/state
 cleanup() {
-  local rc=$?
+  local rc=${1:-$?}   # (traps of tests that stop a daemon first pass it)
   # VMs this test started (pid files $T/*.pid), and helpers in the background
   for pf in "$T"/*.vmpid; do [ -f "$pf" ] && kill -9 "$(cat "$pf")" 2>/dev/null || true; done
   jobs -p | xargs -r kill -9 2>/dev/null || true

@@ -18,7 +18,7 @@ printf '# comment\nother:%s\n' "$(openssl passwd -6 other)" >>"$T/passwd"
 "$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" --listen "unix:$T/d.sock" \
   --auth "file:$T/passwd" --timeout 3 --export-root "$T/roots" 2>"$T/d.log" &
 DPID=$!
-trap 'rc=$?; kill $DPID 2>/dev/null || true; wait $DPID 2>/dev/null || true; (exit $rc); cleanup' EXIT
+trap 'rc=$?; kill $DPID 2>/dev/null || true; wait $DPID 2>/dev/null || true; cleanup $rc' EXIT
 for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 [ -S "$T/d.sock" ] || fail "no unix socket"
 # wbemcli splits its URL at ':' and '@', so its user has a plain password

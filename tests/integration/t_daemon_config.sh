@@ -16,7 +16,7 @@ export-root = $T/roots
 timeout = 5
 CONF
 "$BUILD/refpointd" --config "$T/r.conf" --listen "unix:$T/s.sock" 2>"$T/d.log" & DPID=$!
-trap 'rc=$?; kill $DPID 2>/dev/null || true; (exit $rc); cleanup' EXIT
+trap 'rc=$?; kill $DPID 2>/dev/null || true; cleanup $rc' EXIT
 for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 wbemcli ei "http://w:wpass@127.0.0.1:$PORT/root/virtualization/v2:Msvm_ComputerSystem" | grep -q 'ElementName="v"' || fail "config listener: $(cat "$T/d.log")"
 [ -S "$T/s.sock" ] || fail "command-line listener not added"

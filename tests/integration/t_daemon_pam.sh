@@ -7,7 +7,7 @@ command -v useradd >/dev/null && command -v chpasswd >/dev/null || skip "useradd
 [ -f /etc/pam.d/common-auth ] || skip "no /etc/pam.d/common-auth"
 U=rptest$$; SVC=refpointd-test-$$
 DPID=
-trap 'rc=$?; userdel "$U" 2>/dev/null; rm -f /etc/pam.d/'"$SVC"'; [ -n "$DPID" ] && kill $DPID 2>/dev/null; (exit $rc); cleanup' EXIT
+trap 'rc=$?; userdel "$U" 2>/dev/null; rm -f /etc/pam.d/'"$SVC"'; [ -n "$DPID" ] && kill $DPID 2>/dev/null; cleanup $rc' EXIT
 useradd -M -s /usr/sbin/nologin "$U"
 cp "$SRC/config/refpointd.pam" /etc/pam.d/$SVC
 echo "$U:pampass" | chpasswd
