@@ -11,7 +11,7 @@
 #     first write), while a full export reads;
 #   - full export throughput from the running VM against the offline export
 #     of the same RP (VM shut down) and qemu-img convert of that snapshot.
-#   BENCH_DATA_GIB="1 8"  BENCH_MODES="writeback writethrough"  BENCH_RPS=15
+#   BENCH_DATA_GIB="1 8"  BENCH_MODES="writeback writethrough none"  BENCH_RPS=15
 #   BENCH_QCOW2_OPTS="cluster_size=2M,extended_l2=on"  (qcow2 options of the VM's disk)
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,12 +30,14 @@ tput() { awk -v a="$2" -v b="$3" '$3>=a && $3<=b {s+=$5} END {printf "%.1f", s/1
 # the longest write that overlapped [A,B]
 maxlat() { awk -v a="$2" -v b="$3" '$3>=a && $2<=b {l=($3-$2)/1e6; if (l>m) m=l} END {printf "%.1f", m}' "$1"; }
 
-vm_start() { # MODE
-  local wc=on; [ "$1" = writethrough ] && wc=off
+vm_start() { # MODE: writeback, writethrough, or none (O_DIRECT: cache.direct=on)
+  local wc=on direct=off
+  [ "$1" = writethrough ] && wc=off
+  [ "$1" = none ] && direct=on
   rm -f qmp.sock w.sock
   qemu-system-x86_64 -machine q35,accel=tcg -nodefaults -display none \
     -qmp unix:$W/qmp.sock,server=on,wait=off -qmp unix:$W/w.sock,server=on,wait=off \
-    -blockdev driver=file,node-name=f0,filename=$W/disk.qcow2 \
+    -blockdev driver=file,node-name=f0,filename=$W/disk.qcow2,cache.direct=$direct \
     -blockdev driver=qcow2,node-name=d0,file=f0 \
     -device virtio-blk-pci,drive=d0,id=vd0,share-rw=on,write-cache=$wc \
     -daemonize -pidfile $W/vm.pid
@@ -50,7 +52,7 @@ echo "# refpoint live benchmark, $(date -u +%F), $(nproc) cores, QEMU $(qemu-sys
 for gib in ${BENCH_DATA_GIB:-1 8}; do
   SIZE=$((gib * 2 * 1024 * 1024 * 1024))
   ./mkimage src.raw "$SIZE" 50 7
-  for mode in ${BENCH_MODES:-writeback writethrough}; do
+  for mode in ${BENCH_MODES:-writeback writethrough none}; do
     rm -rf state exp exp-off disk.qcow2 conv.qcow2
     qemu-img convert -f raw -O qcow2 ${BENCH_QCOW2_OPTS:+-o "$BENCH_QCOW2_OPTS"} src.raw disk.qcow2
     sync

@@ -128,6 +128,15 @@ static void print_vs_text(const rp_vs_info *vs)
            vs->disks[i].path, (unsigned long long)vs->disks[i].virtual_size);
 }
 
+static void show_vs(const cli_opts *o, rp_vs_info *vs)
+{
+  if (o->json)
+    cli_print_json(cli_vs_json(vs));
+  else
+    print_vs_text(vs);
+  rp_vs_info_free(vs);
+}
+
 static int cmd_vm(const cli_opts *o, int argc, char **argv)
 {
   if (argc < 1)
@@ -176,13 +185,8 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
     rp_vs_info *vs;
     if (rp_vs_set_live(ctx, a.pos[0], &vo) < 0 || rp_vs_get(ctx, a.pos[0], &vs) < 0)
       rc = cli_fail(o, "vm set", false);
-    else {
-      if (o->json)
-        cli_print_json(cli_vs_json(vs));
-      else
-        print_vs_text(vs);
-      rp_vs_info_free(vs);
-    }
+    else
+      show_vs(o, vs);
   } else if (!strcmp(sub, "list")) {
     if (a.npos)
       return usage_error("vm list takes no argument%s", NULL);
@@ -226,13 +230,8 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
       rp_vs_info *vs;
       if (rp_vs_get(ctx, a.pos[0], &vs) < 0)
         rc = cli_fail(o, "vm show", false);
-      else {
-        if (o->json)
-          cli_print_json(cli_vs_json(vs));
-        else
-          print_vs_text(vs);
-        rp_vs_info_free(vs);
-      }
+      else
+        show_vs(o, vs);
     }
   } else
     return usage_error("vm: unknown subcommand %s", sub);

@@ -61,6 +61,48 @@ void rp_image_state_free(rp_image_state *s)
   free(s);
 }
 
+rp_image_state *rp_image_state_parse(json_t *info, json_t *live_bitmaps)
+{
+  rp_image_state *s = rp_xcalloc(1, sizeof *s);
+  s->virtual_size = (uint64_t)json_integer_value(json_object_get(info, "virtual-size"));
+  s->format = rp_xstrdup(json_string_value(json_object_get(info, "format")));
+  json_t *fs = json_object_get(json_object_get(info, "format-specific"), "data");
+  const char *compat = json_string_value(json_object_get(fs, "compat"));
+  s->qcow2_v3 = s->format && !strcmp(s->format, "qcow2") && compat && !strcmp(compat, "1.1");
+  s->corrupt = json_is_true(json_object_get(fs, "corrupt"));
+  /* the file's bitmaps (flags "in-use", "auto"), or a running QEMU's
+   * (BlockDirtyInfo: "inconsistent", "recording") */
+  json_t *bms = live_bitmaps ? live_bitmaps : json_object_get(fs, "bitmaps");
+  s->n_bitmaps = json_array_size(bms);
+  s->bitmaps = rp_xcalloc(s->n_bitmaps, sizeof *s->bitmaps);
+  for (size_t i = 0; i < s->n_bitmaps; i++) {
+    json_t *b = json_array_get(bms, i);
+    const char *nm = json_string_value(json_object_get(b, "name"));
+    s->bitmaps[i].name = rp_xstrdup(nm ? nm : "");
+    s->bitmaps[i].granularity = (uint32_t)json_integer_value(json_object_get(b, "granularity"));
+    if (live_bitmaps) {
+      s->bitmaps[i].enabled = json_is_true(json_object_get(b, "recording"));
+      s->bitmaps[i].in_use = json_is_true(json_object_get(b, "inconsistent"));
+    }
+    json_t *fl = json_object_get(b, "flags");
+    for (size_t k = 0; k < json_array_size(fl); k++) {
+      const char *f = json_string_value(json_array_get(fl, k));
+      if (f && !strcmp(f, "in-use"))
+        s->bitmaps[i].in_use = true;
+      if (f && !strcmp(f, "auto"))
+        s->bitmaps[i].enabled = true;
+    }
+  }
+  json_t *sn = json_object_get(info, "snapshots");
+  s->n_snapshots = json_array_size(sn);
+  s->snapshots = rp_xcalloc(s->n_snapshots, sizeof(char *));
+  for (size_t i = 0; i < s->n_snapshots; i++) {
+    const char *n = json_string_value(json_object_get(json_array_get(sn, i), "name"));
+    s->snapshots[i] = rp_xstrdup(n ? n : "");
+  }
+  return s;
+}
+
 static int img_inspect(const char *path, rp_image_state **out)
 {
   struct stat st;
@@ -74,38 +116,7 @@ static int img_inspect(const char *path, rp_image_state **out)
   json_t *root = json_loads(js, 0, &je);
   if (!root)
     return rp_err_set(RP_E_FAILED, 0, "qemu-img info %s: unreadable output: %s", path, je.text);
-  rp_image_state *s = rp_xcalloc(1, sizeof *s);
-  s->virtual_size = (uint64_t)json_integer_value(json_object_get(root, "virtual-size"));
-  s->format = rp_xstrdup(json_string_value(json_object_get(root, "format")));
-  json_t *fs = json_object_get(json_object_get(root, "format-specific"), "data");
-  const char *compat = json_string_value(json_object_get(fs, "compat"));
-  s->qcow2_v3 = s->format && !strcmp(s->format, "qcow2") && compat && !strcmp(compat, "1.1");
-  s->corrupt = json_is_true(json_object_get(fs, "corrupt"));
-  json_t *bms = json_object_get(fs, "bitmaps");
-  s->n_bitmaps = json_array_size(bms);
-  s->bitmaps = rp_xcalloc(s->n_bitmaps, sizeof *s->bitmaps);
-  for (size_t i = 0; i < s->n_bitmaps; i++) {
-    json_t *b = json_array_get(bms, i);
-    s->bitmaps[i].name = rp_xstrdup(json_string_value(json_object_get(b, "name")));
-    s->bitmaps[i].granularity = (uint32_t)json_integer_value(json_object_get(b, "granularity"));
-    json_t *fl = json_object_get(b, "flags");
-    for (size_t k = 0; k < json_array_size(fl); k++) {
-      const char *f = json_string_value(json_array_get(fl, k));
-      if (f && !strcmp(f, "in-use"))
-        s->bitmaps[i].in_use = true;
-      if (f && !strcmp(f, "auto"))
-        s->bitmaps[i].enabled = true;
-    }
-    if (!s->bitmaps[i].name)
-      s->bitmaps[i].name = rp_xstrdup("");
-  }
-  json_t *sn = json_object_get(root, "snapshots");
-  s->n_snapshots = json_array_size(sn);
-  s->snapshots = rp_xcalloc(s->n_snapshots, sizeof(char *));
-  for (size_t i = 0; i < s->n_snapshots; i++) {
-    const char *n = json_string_value(json_object_get(json_array_get(sn, i), "name"));
-    s->snapshots[i] = rp_xstrdup(n ? n : "");
-  }
+  rp_image_state *s = rp_image_state_parse(root, NULL);
   json_decref(root);
   *out = s;
   return 0;

@@ -34,6 +34,10 @@ typedef struct rp_vm rp_vm;
  * Caller frees *out with rp_image_state_free. */
 int rp_engine_inspect(rp_vm *vm, const char *path, rp_image_state **out);
 void rp_image_state_free(rp_image_state *s);
+/* From an ImageInfo (qemu-img info, or a QMP BlockDeviceInfo's "image");
+ * live_bitmaps: a running QEMU's BlockDirtyInfo list instead of the file's. */
+typedef struct json_t json_t;
+rp_image_state *rp_image_state_parse(json_t *info, json_t *live_bitmaps);
 const rp_bitmap_st *rp_image_bitmap(const rp_image_state *s, const char *name);
 bool rp_image_has_snapshot(const rp_image_state *s, const char *name);
 

@@ -369,32 +369,8 @@ int rp_vm_inspect(rp_vm *vm, const char *node, rp_image_state **out)
     json_decref(nodes);
     return rp_err_set(RP_E_DISK_CHANGED, 0, "block node %s is gone from the running VM", node);
   }
-  json_t *img = json_object_get(n, "image");
-  rp_image_state *s = rp_xcalloc(1, sizeof *s);
-  s->virtual_size = (uint64_t)json_integer_value(json_object_get(img, "virtual-size"));
-  s->format = rp_xstrdup(json_string_value(json_object_get(img, "format")));
-  json_t *fs = json_object_get(json_object_get(img, "format-specific"), "data");
-  const char *compat = json_string_value(json_object_get(fs, "compat"));
-  s->qcow2_v3 = s->format && !strcmp(s->format, "qcow2") && compat && !strcmp(compat, "1.1");
-  s->corrupt = json_is_true(json_object_get(fs, "corrupt"));
-  json_t *bms = json_object_get(n, "dirty-bitmaps");
-  s->n_bitmaps = json_array_size(bms);
-  s->bitmaps = rp_xcalloc(s->n_bitmaps, sizeof *s->bitmaps);
-  for (size_t i = 0; i < s->n_bitmaps; i++) {
-    json_t *b = json_array_get(bms, i);
-    const char *nm = json_string_value(json_object_get(b, "name"));
-    s->bitmaps[i].name = rp_xstrdup(nm ? nm : "");
-    s->bitmaps[i].granularity = (uint32_t)json_integer_value(json_object_get(b, "granularity"));
-    s->bitmaps[i].enabled = json_is_true(json_object_get(b, "recording"));
-    s->bitmaps[i].in_use = json_is_true(json_object_get(b, "inconsistent"));
-  }
-  json_t *sn = json_object_get(img, "snapshots");
-  s->n_snapshots = json_array_size(sn);
-  s->snapshots = rp_xcalloc(s->n_snapshots, sizeof(char *));
-  for (size_t i = 0; i < s->n_snapshots; i++) {
-    const char *nm = json_string_value(json_object_get(json_array_get(sn, i), "name"));
-    s->snapshots[i] = rp_xstrdup(nm ? nm : "");
-  }
+  rp_image_state *s = rp_image_state_parse(json_object_get(n, "image"),
+                                           json_object_get(n, "dirty-bitmaps"));
   json_decref(nodes);
   *out = s;
   return 0;

@@ -15,8 +15,6 @@
 #include "copy.h"
 #include "engine.h"
 
-typedef struct json_t json_t;
-
 /* ---- QMP client ---------------------------------------------------------- */
 typedef struct rp_qmp rp_qmp;
 /* Connects and negotiates capabilities. NOT_AVAILABLE when nothing listens

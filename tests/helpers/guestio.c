@@ -70,9 +70,11 @@ static json_t *recv_msg(void)
   }
 }
 
+/* Sends cmd (stolen) and returns the answer (caller decrefs). */
 static json_t *exec_json(json_t *cmd)
 {
   char *t = json_dumps(cmd, JSON_COMPACT);
+  json_decref(cmd);
   size_t n = strlen(t);
   if (write(fd, t, n) != (ssize_t)n)
     die("write");
@@ -184,11 +186,12 @@ int main(int argc, char **argv)
       json_t *r = exec_json(c);
       if (getenv("GUESTIO_TIME"))
         fprintf(stderr, "ms %.3f\n", (now_ns() - t0) / 1e6);
-      json_decref(c);
       json_t *e = json_object_get(r, "error");
       if (e) {
         char *t = json_dumps(e, JSON_COMPACT);
         fprintf(stderr, "guestio: QMP error: %s\n", t);
+        free(t);
+        json_decref(r);
         return 1;
       }
       char *t = json_dumps(json_object_get(r, "return"), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -247,6 +250,7 @@ int main(int argc, char **argv)
     for (;;) {
       if (!memcmp(img, m, isz)) {
         printf("match %zu\n", k);
+        free(w);
         return 0;
       }
       if (k >= n || w[k].t0 > t1)
@@ -256,6 +260,7 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "guestio: no prefix of the %zu logged writes matches (tried up to %zu)\n", n,
             k);
+    free(w);
     return 1;
   }
   fprintf(stderr, "usage: guestio qmp|write|writer|match ... (see the source)\n");

@@ -150,3 +150,18 @@ writer_stop() { # VM
 }
 # to_raw EXPORT-QCOW2 OUT.raw: the image content (backing chain included) as raw
 to_raw() { qemu-img convert -O raw "$1" "$2"; }
+
+# ---- refpointd jobs through wbemcli ------------------------------------------
+# wbem_jobpath "cm output": the job's path (host:port/ns:Class.InstanceID="...")
+# in the form wbemcli gi takes after "http://user:pw@host:port/"
+wbem_jobpath() { echo "$1" | grep -o 'Job (reference): [^ ]*' | sed 's/^Job (reference): //; s|^[^/]*/root/virtualization/v2|root/virtualization/v2:|; s|v2::|v2:|'; }
+# wbem_waitjob BASE-URL JOBPATH: the job's final JobState (or "timeout")
+wbem_waitjob() {
+  local i st
+  for i in $(seq 600); do
+    st=$(wbemcli gi "$1/$2" | grep -o 'JobState=[0-9]*' | cut -d= -f2)
+    [ "$st" != 4 ] && { echo "$st"; return; }
+    sleep 0.1
+  done
+  echo timeout
+}

@@ -33,16 +33,8 @@ wbemcli ecn "$U" | grep -q Msvm_VirtualSystemReferencePoint || fail "ecn"
 ok "enumerate, get instance, get class"
 
 # a job path from wbemcli cm output: host:port/ns:Class.InstanceID="..."
-jobpath() { echo "$1" | grep -o 'Job (reference): [^ ]*' | sed 's/^Job (reference): //; s|^[^/]*/root/virtualization/v2|root/virtualization/v2:|; s|v2::|v2:|'; }
-waitjob() { # JOBPATH -> final JobState
-  local i st
-  for i in $(seq 600); do
-    st=$(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$1" | grep -o 'JobState=[0-9]*' | cut -d= -f2)
-    [ "$st" != 4 ] && { echo "$st"; return; }
-    sleep 0.1
-  done
-  echo timeout
-}
+jobpath() { wbem_jobpath "$1"; }
+waitjob() { wbem_waitjob "http://w:wpass@127.0.0.1:$PORT" "$1"; }
 out=$(wbemcli cm "$SVC" "CreateReferencePoint.AffectedSystem=Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\",ReferencePointType=2")
 echo "$out" | grep -q "CreateReferencePoint: 4096" || fail "CreateReferencePoint: $out"
 J=$(jobpath "$out")

@@ -31,16 +31,8 @@ state() { wbemcli gi "$CS" | grep -o 'EnabledState=[0-9]*' | cut -d= -f2; }
 "$GIO" qmp "$T/v.w" '{"execute":"cont"}' >/dev/null
 ok "EnabledState follows QEMU (2 running, 32768 paused)"
 
-jobpath() { echo "$1" | grep -o 'Job (reference): [^ ]*' | sed 's/^Job (reference): //; s|^[^/]*/root/virtualization/v2|root/virtualization/v2:|; s|v2::|v2:|'; }
-waitjob() {
-  local i st
-  for i in $(seq 600); do
-    st=$(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$1" | grep -o 'JobState=[0-9]*' | cut -d= -f2)
-    [ "$st" != 4 ] && { echo "$st"; return; }
-    sleep 0.1
-  done
-  echo timeout
-}
+jobpath() { wbem_jobpath "$1"; }
+waitjob() { wbem_waitjob "http://w:wpass@127.0.0.1:$PORT" "$1"; }
 # application consistency with an agent socket nobody serves: the job fails, nothing made
 out=$(wbemcli cm "$SVC" "CreateReferencePoint.AffectedSystem=Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\",ReferencePointType=2,ReferencePointSettings=\"instance of Msvm_VirtualSystemReferencePointSettingData { ConsistencyLevel = 1; };\"")
 J=$(jobpath "$out")
