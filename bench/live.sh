@@ -119,7 +119,7 @@ for gib in ${BENCH_DATA_GIB:-1 8}; do
     off_s=$(echo "($b - $a) / 1000000000" | bc -l)
     a=$(now); qemu-img convert -W -m 16 -O qcow2 -l "snapshot.name=refpoint-rp-${RPN#Microsoft:}" disk.qcow2 conv.qcow2; sync -f conv.qcow2; b=$(now)
     conv_s=$(echo "($b - $a) / 1000000000" | bc -l)
-    data=$(awk '/"DataBytes"/ {gsub(/[^0-9]/, "", $2); s+=$2} END {printf "%d", s}' exp/*/manifest.json)
+    data=$(awk '/"DataBytes"/ {gsub(/[^0-9]/, "", $2); s+=$2} END {printf "%.0f", s}' exp/*/manifest.json)
     echo
     echo "## $gib GiB of data ($((SIZE >> 30)) GiB disk${BENCH_QCOW2_OPTS:+, $BENCH_QCOW2_OPTS}), $mode, $RPS reference points"
     echo "create on an idle VM: transaction ms  p50 $(pct 50 <idle)  max $(pct 100 <idle)"

@@ -44,6 +44,11 @@ static int run_tool(const char *what, const char *path, const char *const argv[]
     free(*out);
     *out = NULL;
   }
+  if (code == RP_E_IN_USE) /* the usual cause: a VM runs on it, unregistered */
+    return rp_err_set(code, 0,
+                      "%s %s: %s (if a VM runs on this disk, register its QMP socket: refpoint "
+                      "vm set VM --qmp SOCKET)",
+                      what, path, m);
   return rp_err_set(code, 0, "%s %s: %s", what, path, m);
 }
 

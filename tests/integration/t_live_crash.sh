@@ -31,6 +31,16 @@ wait_stopped() { # PID: until the process is stopped (state T)
   fail "process $1 did not stop at the fault point"
 }
 
+# 0. a running VM whose QMP socket was not registered: a clear error, nothing changed
+mkdisk z $((8 * 1024 * 1024))
+rp vm add vm0 --disk z.qcow2 >/dev/null
+vm_start z z.qcow2
+expect_fail 32774 "register its QMP socket" rp rp create vm0
+rp vm set vm0 --qmp "$T/z.qmp" >/dev/null
+rp rp create vm0 >/dev/null || fail "create after vm set --qmp"
+vm_kill z
+ok "unregistered running VM: IN_USE naming the fix; after vm set --qmp it works"
+
 vm_start v a.qcow2
 rp vm add vm1 --disk a.qcow2 --qmp "$T/v.qmp" >/dev/null
 pwr 0 65536 0x21
