@@ -121,12 +121,12 @@ for f in "$W"/restored3/*.qcow2; do
   elif qemu-img compare -q -f raw -F qcow2 disk1.rp3.raw "$f"; then echo "  $f == disk1 at RP3: Images are identical."
   else echo "  $f MATCHES NEITHER DISK AT RP3"; OK=0; fi
 done
+"$GIO" qmp "$W/test.sock" '{"execute":"quit"}' >/dev/null   # a clean shutdown: tracking is kept in the files
 else
   LIVE=0; echo "(qemu-system-x86_64 not installed: the live part is skipped)"
 fi
 
 say "summary"
-DATA=$(( $(qemu-img info --output=json disk0.qcow2 | grep -o '"actual-size": [0-9]*' | grep -o '[0-9]*$') + 0 ))
 printf '  full export of RP1:        %8s in %5.2f s  (%s/s)\n' "$(hb "$FULL_B")" "$FULL_T" "$(hb "$(echo "$FULL_B / $FULL_T" | bc)")"
 printf '  incremental export of RP2: %8s in %5.2f s  (%.1f%% of the full export'"'"'s size)\n' "$(hb "$INC_B")" "$INC_T" "$(echo "100 * $INC_B / $FULL_B" | bc -l)"
 printf '  restore of the chain:      %5.2f s\n' "$REST_T"
