@@ -30,6 +30,8 @@ typedef struct jconn {
   int fd;
   char *buf;
   size_t len, cap;
+  size_t max; /* longest line accepted: QEMU's answers can be long, the
+               * guest agent's (written by the guest: untrusted) cannot */
 } jconn;
 
 static int unix_connect(const char *path, int *fd_out)
@@ -101,13 +103,14 @@ static int jc_recv(jconn *c, double deadline, json_t **out)
       continue;
     if (pr == 0)
       continue;
-    if (c->len + 65536 > c->cap) {
-      if (c->cap > (64u << 20))
-        return rp_err_set(RP_E_FAILED, 0, "answer too long");
-      c->cap = c->cap ? c->cap * 2 : 131072;
+    size_t max = c->max ? c->max : (64u << 20);
+    if (c->len >= max)
+      return rp_err_set(RP_E_FAILED, 0, "answer longer than %zu bytes", max);
+    if (c->len + 4096 > c->cap) {
+      c->cap = c->cap ? c->cap * 2 : 65536;
       c->buf = rp_xrealloc(c->buf, c->cap);
     }
-    ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
+    ssize_t r = read(c->fd, c->buf + c->len, (c->cap - c->len < max - c->len) ? c->cap - c->len : max - c->len);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
@@ -637,7 +640,7 @@ guard_main(const char *sock, int timeout_ms, int max_frozen_ms, int rd, int wr)
   for (int fd = 3; fd < (maxfd > 0 && maxfd < 65536 ? maxfd : 65536); fd++)
     if (fd != rd && fd != wr)
       close(fd);
-  jconn c = {.fd = -1};
+  jconn c = {.fd = -1, .max = 65536};
   double dl = rp_monotonic() + timeout_ms / 1000.0;
   if (unix_connect(sock, &c.fd) < 0 || ga_sync(&c, dl) < 0) {
     guard_say(wr, "N no guest agent answered on %s within %d ms: %s", sock, timeout_ms,

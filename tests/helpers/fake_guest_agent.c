@@ -9,7 +9,9 @@
  * command is logged as "<realtime ns> <command> <frozen-after>" to LOG.
  * MODE: ok | fail-freeze (freeze answers an error, having frozen nothing) |
  *       hang-freeze (freeze never answers, but freezes) | mute (never
- *       answers anything) | fail-thaw (thaw answers an error, stays frozen).
+ *       answers anything) | fail-thaw (thaw answers an error, stays frozen) |
+ *       flood (a hostile guest: answers the first command with 1 MiB and no
+ *       line end).
  * Serves one client at a time, forever (until killed). */
 #define _GNU_SOURCE 1
 #include <jansson.h>
@@ -81,6 +83,13 @@ int main(int argc, char **argv)
         char out[256];
         if (!strcmp(mode, "mute")) {
           logcmd(cmd);
+        } else if (!strcmp(mode, "flood")) {
+          logcmd(cmd);
+          static char junk[1 << 20];
+          memset(junk, 'x', sizeof junk);
+          junk[0] = '"';
+          ssize_t w = write(c, junk, sizeof junk);
+          (void)w;
         } else if (!strcmp(cmd, "guest-sync-delimited") || !strcmp(cmd, "guest-sync")) {
           json_int_t id = json_integer_value(json_object_get(json_object_get(j, "arguments"), "id"));
           snprintf(out, sizeof out, "%s{\"return\": %lld}\n",

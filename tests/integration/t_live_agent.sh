@@ -87,7 +87,13 @@ last_is_thawed
 [ "$(count)" = "$((n + 1))" ] || fail "a reference point was made"
 ok "capture longer than the freeze limit: refused, thawed"
 
-# 8. the thaw fails: the create fails with the agent's message
+# 8. a hostile guest floods the channel: bounded, refused, nothing made
+agent flood
+expect_fail 2 "longer than 65536" rp rp create vm1 --consistency 1
+[ "$(count)" = "$((n + 1))" ] || fail "a reference point was made"
+ok "a flooding agent: refused after 64 KiB, nothing made"
+
+# 9. the thaw fails: the create fails with the agent's message
 agent fail-thaw
 expect_fail 2 "thaw failed" rp rp create vm1 --consistency 1
 [ "$(count)" = "$((n + 1))" ] || fail "a reference point was made"
