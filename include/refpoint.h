@@ -114,6 +114,9 @@ typedef struct rp_vs_info {
   char *runtime_state;
   char *qmp_socket;   /* QMP unix socket of the VM's QEMU, or NULL */
   char *agent_socket; /* qemu-guest-agent unix socket (host side), or NULL */
+  char *capture;      /* how RPs of the running VM keep their data: NULL/"snapshot"
+                       * (internal qcow2 snapshots, survive QEMU) or "fleecing" (a
+                       * view inside QEMU: shorter pause, lost when QEMU exits) */
   size_t n_disks;
   rp_disk_info *disks; /* in the order given to rp_vs_add */
 } rp_vs_info;
@@ -124,6 +127,7 @@ typedef struct rp_vs_info {
 typedef struct rp_vs_opts {
   const char *qmp_socket;   /* NULL: the VM is managed offline only */
   const char *agent_socket; /* NULL: no application consistency while running */
+  const char *capture;      /* NULL or "snapshot" (default), or "fleecing" */
 } rp_vs_opts;
 int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size_t n_disks,
               const rp_vs_opts *opts, rp_vs_info **out);

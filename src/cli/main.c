@@ -11,8 +11,10 @@
 
 static const char usage[] =
     "usage: refpoint [--state-dir DIR] [--json] [--quiet] COMMAND ...\n"
-    "  vm add NAME --disk FILE [--disk FILE]... [--qmp SOCKET [--guest-agent SOCKET]]\n"
-    "  vm set VM [--qmp SOCKET [--guest-agent SOCKET]]   (what is not given is cleared)\n"
+    "  vm add NAME --disk FILE [--disk FILE]... [--qmp SOCKET [--guest-agent SOCKET]\n"
+    "         [--capture snapshot|fleecing]]\n"
+    "  vm set VM [--qmp SOCKET [--guest-agent SOCKET] [--capture snapshot|fleecing]]\n"
+    "         (what is not given is cleared)\n"
     "  vm list | vm show VM | vm remove VM\n"
     "  rp create VM [--consistency crash|application|2|1]\n"
     "  rp list [VM] | rp show RP | rp destroy RP | rp remove-data RP\n"
@@ -123,6 +125,8 @@ static void print_vs_text(const rp_vs_info *vs)
     printf("QMP:          %s\n", vs->qmp_socket);
   if (vs->agent_socket)
     printf("GuestAgent:   %s\n", vs->agent_socket);
+  if (vs->qmp_socket)
+    printf("Capture:      %s\n", vs->capture ? vs->capture : "snapshot");
   for (size_t i = 0; i < vs->n_disks; i++)
     printf("Disk %zu:       %s\n              %s (%llu bytes)\n", i, vs->disks[i].instance_id,
            vs->disks[i].path, (unsigned long long)vs->disks[i].virtual_size);
@@ -148,8 +152,9 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
   if (!strcmp(sub, "add") || !strcmp(sub, "set")) {
     vo.qmp_socket = take_opt(&argc, argv, "--qmp", &bad);
     vo.agent_socket = take_opt(&argc, argv, "--guest-agent", &bad);
+    vo.capture = take_opt(&argc, argv, "--capture", &bad);
     if (bad)
-      return usage_error("--qmp and --guest-agent need a value%s", "");
+      return usage_error("--qmp, --guest-agent and --capture need a value%s", "");
     if (vo.agent_socket && !vo.qmp_socket)
       return usage_error("--guest-agent needs --qmp (the agent is used only while the VM runs)%s",
                          "");
@@ -179,7 +184,7 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
       rp_vs_info_free(vs);
   } else if (!strcmp(sub, "set")) {
     if (a.npos != 1 || a.nvals)
-      return usage_error("vm set VM [--qmp SOCKET [--guest-agent SOCKET]]%s", "");
+      return usage_error("vm set VM [--qmp SOCKET [--guest-agent SOCKET] [--capture MODE]]%s", "");
     if (!(ctx = open_ctx(o)))
       return cli_fail(o, "vm set", false);
     rp_vs_info *vs;

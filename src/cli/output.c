@@ -16,6 +16,7 @@ json_t *cli_vs_json(const rp_vs_info *vs)
   json_object_set_new(o, "QmpSocket", vs->qmp_socket ? json_string(vs->qmp_socket) : json_null());
   json_object_set_new(o, "GuestAgentSocket",
                       vs->agent_socket ? json_string(vs->agent_socket) : json_null());
+  json_object_set_new(o, "Capture", json_string(vs->capture ? vs->capture : "snapshot"));
   for (size_t i = 0; i < vs->n_disks; i++) {
     json_t *e = json_object();
     json_object_set_new(e, "InstanceID", json_string(vs->disks[i].instance_id));

@@ -143,6 +143,14 @@ bool rp_image_has_snapshot(const rp_image_state *s, const char *name)
   return false;
 }
 
+int rp_engine_create_image(const char *path, uint64_t size)
+{
+  char sz[32];
+  snprintf(sz, sizeof sz, "%llu", (unsigned long long)size);
+  const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", path, sz, NULL};
+  return run_tool("qemu-img create", path, argv, NULL);
+}
+
 int rp_engine_snapshot_create(const char *path, const char *name)
 {
   const char *argv[] = {"qemu-img", "snapshot", "-q", "-c", name, path, NULL};

@@ -42,6 +42,8 @@ const rp_bitmap_st *rp_image_bitmap(const rp_image_state *s, const char *name);
 bool rp_image_has_snapshot(const rp_image_state *s, const char *name);
 
 int rp_engine_snapshot_create(const char *path, const char *name);
+/* An empty qcow2 image (fleecing scratch). */
+int rp_engine_create_image(const char *path, uint64_t size);
 int rp_engine_snapshot_delete(rp_vm *vm, const char *path, const char *name);
 
 /* Bitmap operations on one bitmap (qemu-img, or QMP when vm has the disk). */

@@ -142,6 +142,7 @@ struct disk_job {
   char **bitmaps;          /* epochs to union (incremental) */
   size_t n_bitmaps;
   rp_nbd_server *srv;
+  rp_vm_nbd *qexp; /* fleecing: QEMU's export of the view */
   rp_src *src;
   rp_range *ranges;
   size_t n_ranges;
@@ -361,7 +362,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   struct disk_job *pre = NULL;
   size_t npre = 0;
   if (plan_export(ctx, id, g, vs, opts, &pr, &pb, &pre, &npre) == 0) {
-    for (size_t j = 0; j < npre; j++) {
+    for (size_t j = 0; j < npre && !rp_is_fleece(pr); j++) {
       CLEANUP_FREE char *sn = rp_snapshot_name(pr->info.guid);
       bool live = rp_vm_node(ctx->vm, pre[j].d->path) != NULL;
       if (rp_engine_nbd_spawn(pre[j].d->path, sn, (const char *const *)pre[j].bitmaps,
@@ -462,6 +463,25 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     const char *node = rp_vm_node(ctx->vm, dj->d->path);
     const char *const *bms = (const char *const *)dj->bitmaps;
     size_t nbm = node ? 0 : dj->n_bitmaps;
+    if (rp_is_fleece(r)) {
+      /* a fleecing view lives in QEMU: data and change tracking both come
+       * through QEMU's NBD server (the view's node has the disk's node,
+       * where the bitmaps are, as backing) */
+      CLEANUP_FREE char *fnode = rp_fleece_name(r->info.guid, dj->rp_idx);
+      const char *ctxs[1] = {NULL};
+      if (!node) {
+        rp_err_set(RP_E_NO_DATA, 0, "the VM is not running: the fleecing view is gone");
+      } else if (rp_vm_nbd_open(ctx->vm, fnode, node, bms, base ? dj->n_bitmaps : 0, &dj->qexp) == 0) {
+        ctxs[0] = rp_vm_nbd_bitmap(dj->qexp);
+        if (rp_src_open_export(rp_vm_nbd_sock(ctx->vm), rp_vm_nbd_name(dj->qexp), ctxs,
+                               base ? 1 : 0, &dj->src) == 0 &&
+            rp_src_ranges(dj->src, base ? ctxs : NULL, base ? 1 : 0, &dj->ranges,
+                          &dj->n_ranges) == 0)
+          goto planned;
+      }
+      rp_err_prefix("ExportReferencePoint: disk %s", dj->d->instance_id);
+      goto out;
+    }
     if ((!dj->srv && rp_engine_nbd_spawn(dj->d->path, snap, bms, nbm, false, &dj->srv) < 0) ||
         rp_engine_nbd_ready(dj->srv) < 0 || rp_src_open(dj->srv->sock, bms, nbm, &dj->src) < 0 ||
         (node && base
@@ -471,6 +491,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
       rp_err_prefix("ExportReferencePoint: disk %s", dj->d->instance_id);
       goto out;
     }
+  planned:
     if (rp_src_size(dj->src) != dj->d->virtual_size) {
       rp_err_set(RP_E_DISK_CHANGED, 0, "ExportReferencePoint: disk %s: snapshot size differs",
                  dj->d->instance_id);
@@ -480,7 +501,8 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
       total += dj->ranges[k].len;
   }
   rp_trace("export: %zu disk(s) planned, %llu bytes to read", ndj, (unsigned long long)total);
-  rp_op_detach(ctx); /* the data comes from the snapshots alone */
+  if (!rp_is_fleece(r))
+    rp_op_detach(ctx); /* the data comes from the snapshots alone */
   rp_fault_point("export-planned");
   rp_job_set_total(job, total);
   /* copy */
@@ -506,6 +528,8 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
     dj->src = NULL;
     rp_engine_nbd_stop(dj->srv);
     dj->srv = NULL;
+    rp_vm_nbd_close(ctx->vm, dj->qexp);
+    dj->qexp = NULL;
     rp_fault_point("export-after-disk");
   }
   /* metadata: config, runtime state, then the manifest */
@@ -653,8 +677,14 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
 out_prefix:
   rp_err_prefix("ExportReferencePoint");
 out:
-  for (size_t j = 0; j < ndj; j++)
+  for (size_t j = 0; j < ndj; j++) {
+    if (djs[j].qexp) { /* the reader first, then QEMU's export */
+      rp_src_close(djs[j].src);
+      djs[j].src = NULL;
+      rp_vm_nbd_close(ctx->vm, djs[j].qexp);
+    }
     disk_job_clear(&djs[j]);
+  }
   free(djs);
   if (tmp_made)
     rp_rm_rf(tmp);

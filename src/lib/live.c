@@ -224,6 +224,7 @@ void rp_vm_detach(rp_vm *vm)
   free(vm->paths);
   free(vm->nodes);
   free(vm->state);
+  free(vm->nbd_sock);
   free(vm);
 }
 
@@ -483,72 +484,225 @@ int rp_vm_capture(rp_vm *vm, size_t n, const char *const *nodes, const char *con
   return rc;
 }
 
-int rp_vm_dirty_ranges(rp_vm *vm, const char *node, const char *const *bitmaps, size_t n_bitmaps,
-                       rp_range **out, size_t *n_out)
+struct rp_vm_nbd {
+  char *id;      /* export id and name */
+  char *tmpbm;   /* temporary union bitmap, or NULL */
+  char *bm_node; /* where it lives */
+  bool exp;
+  rp_vm *vm;
+};
+
+/* One NBD server per QEMU: started with the first export of this
+ * attachment, stopped with its last. */
+static int nbd_server_get(rp_vm *vm)
 {
-  char u[37];
-  rp_uuid(u);
-  CLEANUP_FREE char *tmpbm = rp_xasprintf(RP_PREFIX "x-%ld-%.8s", (long)getpid(), u);
-  char dir[] = "/tmp/refpoint-qnbd-XXXXXX";
-  if (!mkdtemp(dir))
+  if (vm->nbd_users++ > 0)
+    return 0;
+  snprintf(vm->nbd_dir, sizeof vm->nbd_dir, "/tmp/refpoint-qnbd-XXXXXX");
+  if (!mkdtemp(vm->nbd_dir)) {
+    vm->nbd_dir[0] = 0;
+    vm->nbd_users--;
     return rp_err_set(RP_E_FAILED, errno, "mkdtemp");
-  CLEANUP_FREE char *sock = rp_xasprintf("%s/s", dir);
-  bool bm = false, server = false, exp = false;
-  rp_src *src = NULL;
-  int rc = -1;
-  json_t *list = json_array();
-  for (size_t i = 0; i < n_bitmaps; i++)
-    json_array_append_new(list, json_string(bitmaps[i]));
-  if (rp_qmp_exec(vm->q, "block-dirty-bitmap-add", bm_add_args(node, tmpbm, false, false), NULL,
-                  QMP_TIMEOUT_MS) < 0) {
-    json_decref(list);
-    goto out;
   }
-  bm = true;
-  if (rp_qmp_exec(vm->q, "block-dirty-bitmap-merge",
-                  json_pack("{s:s,s:s,s:o}", "node", node, "target", tmpbm, "bitmaps", list),
-                  NULL, QMP_TIMEOUT_MS) < 0)
-    goto out;
+  free(vm->nbd_sock);
+  vm->nbd_sock = rp_xasprintf("%s/s", vm->nbd_dir);
   if (rp_qmp_exec(vm->q, "nbd-server-start",
-                  json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "unix", "data", "path", sock),
+                  json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "unix", "data", "path",
+                            vm->nbd_sock),
                   NULL, QMP_TIMEOUT_MS) < 0) {
     if (strstr(rp_last_error()->message, "already"))
       rp_err_set(RP_E_NOT_AVAILABLE, 0,
                  "the VM's NBD server is already running (started by someone else); refpoint "
-                 "needs it to read change tracking of a running VM");
-    goto out;
+                 "needs it to read from a running VM");
+    rp_rm_rf(vm->nbd_dir);
+    vm->nbd_dir[0] = 0;
+    vm->nbd_users--;
+    return -1;
   }
-  server = true;
-  if (rp_qmp_exec(vm->q, "block-export-add",
-                  json_pack("{s:s,s:s,s:s,s:s,s:b,s:[s]}", "type", "nbd", "id", tmpbm, "node-name",
-                            node, "name", "refpoint", "writable", 0, "bitmaps", tmpbm),
-                  NULL, QMP_TIMEOUT_MS) < 0)
-    goto out;
-  exp = true;
-  const char *ctxs[] = {tmpbm};
-  if (rp_src_open_export(sock, "refpoint", ctxs, 1, &src) < 0 ||
-      rp_src_ranges(src, ctxs, 1, out, n_out) < 0)
-    goto out;
-  rc = 0;
-out:;
+  return 0;
+}
+
+static void nbd_server_put(rp_vm *vm)
+{
+  if (vm->nbd_users == 0 || --vm->nbd_users > 0)
+    return;
+  rp_qmp_exec(vm->q, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS);
+  rp_rm_rf(vm->nbd_dir);
+  vm->nbd_dir[0] = 0;
+}
+
+void rp_vm_nbd_close(rp_vm *vm, rp_vm_nbd *e)
+{
+  if (!e)
+    return;
   rp_error saved = *rp_last_error();
-  rp_src_close(src);
-  if (exp)
-    rp_qmp_exec(vm->q, "block-export-del", json_pack("{s:s,s:s}", "id", tmpbm, "mode", "hard"),
+  if (e->exp) {
+    rp_qmp_exec(vm->q, "block-export-del", json_pack("{s:s,s:s}", "id", e->id, "mode", "hard"),
                 NULL, QMP_TIMEOUT_MS);
-  if (server)
-    rp_qmp_exec(vm->q, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS);
+    nbd_server_put(vm);
+  }
   /* the export lets go of the bitmap asynchronously */
-  for (int k = 0; bm && k < 500; k++) {
-    if (rp_vm_bitmap_remove(vm, node, tmpbm) == 0)
+  for (int k = 0; e->tmpbm && k < 500; k++) {
+    if (rp_vm_bitmap_remove(vm, e->bm_node, e->tmpbm) == 0)
       break;
     sleep_ms(2);
   }
-  rp_rm_rf(dir);
-  if (rc < 0)
+  free(e->id);
+  free(e->tmpbm);
+  free(e->bm_node);
+  free(e);
+  *(rp_error *)rp_last_error() = saved;
+}
+
+int rp_vm_nbd_open(rp_vm *vm, const char *export_node, const char *bm_node,
+                   const char *const *bitmaps, size_t n_bitmaps, rp_vm_nbd **out)
+{
+  rp_vm_nbd *e = rp_xcalloc(1, sizeof *e);
+  char u[37];
+  rp_uuid(u);
+  e->id = rp_xasprintf(RP_PREFIX "x-%ld-%.8s", (long)getpid(), u);
+  if (n_bitmaps) {
+    e->bm_node = rp_xstrdup(bm_node);
+    if (rp_qmp_exec(vm->q, "block-dirty-bitmap-add", bm_add_args(bm_node, e->id, false, false),
+                    NULL, QMP_TIMEOUT_MS) < 0)
+      goto fail;
+    e->tmpbm = rp_xstrdup(e->id);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n_bitmaps; i++)
+      json_array_append_new(list, json_string(bitmaps[i]));
+    if (rp_qmp_exec(vm->q, "block-dirty-bitmap-merge",
+                    json_pack("{s:s,s:s,s:o}", "node", bm_node, "target", e->tmpbm, "bitmaps", list),
+                    NULL, QMP_TIMEOUT_MS) < 0)
+      goto fail;
+  }
+  if (nbd_server_get(vm) < 0)
+    goto fail;
+  json_t *args = json_pack("{s:s,s:s,s:s,s:s,s:b}", "type", "nbd", "id", e->id, "node-name",
+                           export_node, "name", e->id, "writable", 0);
+  if (e->tmpbm)
+    json_object_set_new(args, "bitmaps", json_pack("[s]", e->tmpbm));
+  if (rp_qmp_exec(vm->q, "block-export-add", args, NULL, QMP_TIMEOUT_MS) < 0) {
+    nbd_server_put(vm);
+    goto fail;
+  }
+  e->exp = true;
+  *out = e;
+  return 0;
+fail:
+  rp_vm_nbd_close(vm, e);
+  return -1;
+}
+
+const char *rp_vm_nbd_name(const rp_vm_nbd *e) { return e->id; }
+const char *rp_vm_nbd_sock(const rp_vm *vm) { return vm->nbd_sock; }
+const char *rp_vm_nbd_bitmap(const rp_vm_nbd *e) { return e->tmpbm; }
+
+int rp_vm_dirty_ranges(rp_vm *vm, const char *node, const char *const *bitmaps, size_t n_bitmaps,
+                       rp_range **out, size_t *n_out)
+{
+  rp_vm_nbd *e;
+  if (rp_vm_nbd_open(vm, node, node, bitmaps, n_bitmaps, &e) < 0)
+    return -1;
+  rp_src *src = NULL;
+  const char *ctxs[] = {e->tmpbm};
+  int rc = rp_src_open_export(vm->nbd_sock, e->id, ctxs, 1, &src) < 0 ||
+                   rp_src_ranges(src, ctxs, 1, out, n_out) < 0
+               ? -1
+               : 0;
+  rp_src_close(src);
+  rp_vm_nbd_close(vm, e);
+  return rc;
+}
+
+/* ---- fleecing ------------------------------------------------------------- */
+
+char *rp_fleece_name(const char *rp_guid, size_t i)
+{
+  return rp_xasprintf("rpf-%.8s-%zu", rp_guid, i);
+}
+
+char *rp_fleece_file(const char *state_dir, const char *rp_guid, size_t i)
+{
+  return rp_xasprintf("%s/fleece/%s-%zu.qcow2", state_dir, rp_guid, i);
+}
+
+bool rp_vm_has_node(rp_vm *vm, const char *node)
+{
+  json_t *nodes;
+  if (!vm || named_nodes(vm->q, &nodes) < 0)
+    return false;
+  bool found = false;
+  for (size_t i = 0; i < json_array_size(nodes) && !found; i++) {
+    const char *nn = json_string_value(json_object_get(json_array_get(nodes, i), "node-name"));
+    found = nn && !strcmp(nn, node);
+  }
+  json_decref(nodes);
+  return found;
+}
+
+int rp_vm_fleece_release(rp_vm *vm, const char *fnode)
+{
+  json_t *jobs = NULL;
+  /* the backup job that keeps the view (job id = node name); cancelling it
+   * removes its copy-before-write filter from the guest's I/O path */
+  rp_qmp_exec(vm->q, "block-job-cancel", json_pack("{s:s,s:b}", "device", fnode, "force", 1), NULL,
+              QMP_TIMEOUT_MS);
+  for (int k = 0; k < 5000; k++) {
+    bool running = false;
+    if (rp_qmp_exec(vm->q, "query-block-jobs", NULL, &jobs, QMP_TIMEOUT_MS) < 0)
+      return -1;
+    for (size_t i = 0; i < json_array_size(jobs); i++) {
+      const char *d = json_string_value(json_object_get(json_array_get(jobs, i), "device"));
+      running |= d && !strcmp(d, fnode);
+    }
+    json_decref(jobs);
+    if (!running)
+      break;
+    sleep_ms(2);
+  }
+  if (!rp_vm_has_node(vm, fnode))
+    return 0;
+  return rp_qmp_exec(vm->q, "blockdev-del", json_pack("{s:s}", "node-name", fnode), NULL,
+                     QMP_TIMEOUT_MS);
+}
+
+int rp_vm_fleece_capture(rp_vm *vm, size_t n, const char *const *nodes,
+                         const char *const *fnodes, const char *const *files,
+                         const char *const *prev, const char *const *newbm, double *pause_ms)
+{
+  size_t added = 0;
+  int rc = -1;
+  for (; added < n; added++) {
+    json_t *args = json_pack("{s:s,s:s,s:{s:s,s:s},s:s}", "driver", "qcow2", "node-name",
+                             fnodes[added], "file", "driver", "file", "filename", files[added],
+                             "backing", nodes[added]);
+    if (rp_qmp_exec(vm->q, "blockdev-add", args, NULL, QMP_TIMEOUT_MS) < 0)
+      goto out;
+  }
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) {
+    if (prev[i])
+      json_array_append_new(a, action("block-dirty-bitmap-disable",
+                                      json_pack("{s:s,s:s}", "node", nodes[i], "name", prev[i])));
+    json_array_append_new(a, action("block-dirty-bitmap-add", bm_add_args(nodes[i], newbm[i], true, true)));
+    json_array_append_new(a, action("blockdev-backup",
+                                    json_pack("{s:s,s:s,s:s,s:s,s:b}", "device", nodes[i], "target",
+                                              fnodes[i], "sync", "none", "job-id", fnodes[i],
+                                              "auto-dismiss", 1)));
+  }
+  double ms = 0;
+  rc = transaction(vm, a, &ms);
+  rp_trace("live capture transaction (%zu disk(s)): %.2f ms (fleecing)", n, ms);
+  if (pause_ms)
+    *pause_ms = ms;
+out:
+  if (rc < 0) {
+    rp_error saved = *rp_last_error();
+    for (size_t i = 0; i < added; i++)
+      rp_qmp_exec(vm->q, "blockdev-del", json_pack("{s:s}", "node-name", fnodes[i]), NULL,
+                  QMP_TIMEOUT_MS);
     *(rp_error *)rp_last_error() = saved;
-  else
-    rp_err_clear();
+  }
   return rc;
 }
 

@@ -34,6 +34,10 @@ struct rp_vm {
   size_t n;
   char **paths; /* the VS's disks, index-aligned with nodes */
   char **nodes; /* qcow2 node names */
+  /* QEMU's NBD server while exports of this attachment use it */
+  int nbd_users;
+  char nbd_dir[64];
+  char *nbd_sock;
 };
 
 /* *out = NULL (and 0) when vs has no QMP socket or QEMU is not running;
@@ -73,6 +77,35 @@ int rp_vm_capture(rp_vm *vm, size_t n, const char *const *nodes, const char *con
  * socket, its extents read, everything removed again. */
 int rp_vm_dirty_ranges(rp_vm *vm, const char *node, const char *const *bitmaps, size_t n_bitmaps,
                        rp_range **out, size_t *n_out);
+
+/* An export of export_node, read-only, by QEMU's own NBD server on a
+ * private socket (rp_vm_nbd_sock; the server runs while this attachment has
+ * exports), named rp_vm_nbd_name, with, when n_bitmaps > 0, a temporary
+ * disabled bitmap on bm_node = the union of bitmaps, offered as
+ * qemu:dirty-bitmap:<rp_vm_nbd_bitmap()>. Close removes all of it. */
+typedef struct rp_vm_nbd rp_vm_nbd;
+int rp_vm_nbd_open(rp_vm *vm, const char *export_node, const char *bm_node,
+                   const char *const *bitmaps, size_t n_bitmaps, rp_vm_nbd **out);
+const char *rp_vm_nbd_sock(const rp_vm *vm);
+const char *rp_vm_nbd_name(const rp_vm_nbd *e);
+const char *rp_vm_nbd_bitmap(const rp_vm_nbd *e);
+void rp_vm_nbd_close(rp_vm *vm, rp_vm_nbd *e);
+
+/* Fleecing (the VS's capture "fleecing"): RP <guid>'s view of disk i is a
+ * scratch qcow2 (rp_fleece_file) opened as node rp_fleece_name with the
+ * disk's node as backing, filled by a backup job (sync=none, same id) that
+ * copies every cluster the guest is about to overwrite. The view lives
+ * only as long as QEMU. Caller frees the names. */
+char *rp_fleece_name(const char *rp_guid, size_t i);
+char *rp_fleece_file(const char *state_dir, const char *rp_guid, size_t i);
+bool rp_vm_has_node(rp_vm *vm, const char *node);
+/* Adds the scratch nodes, then one transaction: per disk disable prev[i],
+ * add newbm[i], start the backup job into fnodes[i]. */
+int rp_vm_fleece_capture(rp_vm *vm, size_t n, const char *const *nodes,
+                         const char *const *fnodes, const char *const *files,
+                         const char *const *prev, const char *const *newbm, double *pause_ms);
+/* Cancels the job and deletes the node (each if present). */
+int rp_vm_fleece_release(rp_vm *vm, const char *fnode);
 
 /* ---- application consistency: guest file systems frozen ------------------ */
 typedef struct rp_freeze rp_freeze;

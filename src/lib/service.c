@@ -44,6 +44,22 @@ char *rp_snapshot_name(const char *rp_guid)
   return rp_xasprintf(RP_PREFIX "rp-%s", rp_guid);
 }
 
+/* Ends RP r's fleecing views: the jobs and nodes in the running VM (if
+ * any), and the scratch files. Returns -1 (error set) when QEMU refused. */
+static int fleece_drop(rp_ctx *ctx, const char *rp_guid, size_t n)
+{
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    CLEANUP_FREE char *node = rp_fleece_name(rp_guid, i);
+    CLEANUP_FREE char *file = rp_fleece_file(ctx->dir, rp_guid, i);
+    if (ctx->vm && rp_vm_fleece_release(ctx->vm, node) < 0)
+      rc = -1;
+    else
+      unlink(file);
+  }
+  return rc;
+}
+
 static char *new_bitmap_name(void)
 {
   char u[37];
@@ -196,6 +212,8 @@ static int rollback_pending(rp_ctx *ctx, const rp_vs_info *vs, rp_rp_rec **rps, 
     if (strcmp(r->state, "creating"))
       continue;
     CLEANUP_FREE char *snap = rp_snapshot_name(r->info.guid);
+    if (rp_is_fleece(r) && fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
+      return rp_err_prefix("roll back unfinished reference point %s", r->info.instance_id);
     for (size_t i = 0; i < r->info.n_disks; i++) {
       const rp_disk_info *d = NULL;
       for (size_t j = 0; j < vs->n_disks; j++)
@@ -247,7 +265,8 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     /* every disk unchanged since it was last found consistent: nothing to
      * look at (a half-made RP of a dead process would have changed its
      * file; a live one holds the exclusive lock, so reads skip us) */
-    bool all_same = true;
+    /* (a fleecing view can vanish with QEMU without any file changing) */
+    bool all_same = rp_store_vs_has_fleece(ctx->st, vs->name) == 0;
     for (size_t i = 0; i < vs->n_disks && all_same; i++) {
       CLEANUP_FREE char *sg = file_sig(vs->disks[i].path);
       CLEANUP_FREE char *old = NULL;
@@ -276,6 +295,34 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     if (rp_store_rp_list(ctx->st, vs->name, &rps, &nrp) < 0)
       goto out;
     pending = false;
+  }
+
+  /* fleecing views live only in the running QEMU that made them */
+  for (size_t k = 0; k < nrp; k++) {
+    rp_rp_rec *r = rps[k];
+    if (strcmp(r->state, "ready") || !rp_is_fleece(r))
+      continue;
+    bool alive = r->info.has_associated_data && ctx->vm != NULL;
+    for (size_t j = 0; alive && j < r->info.n_disks; j++) {
+      CLEANUP_FREE char *node = rp_fleece_name(r->info.guid, j);
+      alive = rp_vm_has_node(ctx->vm, node);
+    }
+    if (r->info.has_associated_data && !alive) {
+      const char *why = "its fleecing view ended with the QEMU process that held it (fleecing "
+                        "keeps point-in-time data only while QEMU runs)";
+      rp_warnf(ctx, "reference point %s lost its associated data: %s", r->info.instance_id, why);
+      r->info.has_associated_data = false;
+      if (rp_store_begin(ctx->st) < 0)
+        goto out;
+      in_tx = true;
+      if (rp_store_rp_set_data(ctx->st, r->info.guid, false, why) < 0 ||
+          rp_store_commit(ctx->st) < 0)
+        goto out;
+      in_tx = false;
+    }
+    if (!r->info.has_associated_data && (flags & RECON_REPAIR) &&
+        fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
+      rp_warnf(ctx, "%s", rp_last_error()->message);
   }
 
   for (size_t i = 0; i < vs->n_disks; i++) {
@@ -353,7 +400,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     /* associated data: snapshots */
     for (size_t k = 0; k < nrp; k++) {
       rp_rp_rec *r = rps[k];
-      if (strcmp(r->state, "ready"))
+      if (strcmp(r->state, "ready") || rp_is_fleece(r))
         continue;
       bool mine = false;
       for (size_t j = 0; j < r->info.n_disks; j++)
@@ -513,6 +560,14 @@ static int check_name(const char *name)
   return 0;
 }
 
+static int check_capture(const char *op, const char *c)
+{
+  if (c && strcmp(c, "snapshot") && strcmp(c, "fleecing"))
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                      "%s: capture is snapshot or fleecing, not '%s'", op, c);
+  return 0;
+}
+
 static int check_socket(const char *what, const char *p)
 {
   if (p && (!*p || strlen(p) > 107))
@@ -559,7 +614,8 @@ int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size
   if (n_disks == 0 || n_disks > 64)
     return rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: 1 to 64 disks are needed");
   if (opts && (check_socket("vm add: the QMP", opts->qmp_socket) < 0 ||
-               check_socket("vm add: the guest agent", opts->agent_socket) < 0))
+               check_socket("vm add: the guest agent", opts->agent_socket) < 0 ||
+               check_capture("vm add", opts->capture) < 0))
     return -1;
   rp_vs_info *vs = rp_xcalloc(1, sizeof *vs);
   char g[37];
@@ -571,6 +627,8 @@ int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size
     vs->qmp_socket = rp_abspath(opts->qmp_socket);
   if (opts && opts->agent_socket)
     vs->agent_socket = rp_abspath(opts->agent_socket);
+  if (opts && opts->capture)
+    vs->capture = rp_xstrdup(opts->capture);
   vs->disks = rp_xcalloc(n_disks, sizeof *vs->disks);
   for (size_t i = 0; i < n_disks; i++) {
     rp_disk_info *d = &vs->disks[vs->n_disks++];
@@ -620,7 +678,8 @@ int rp_vs_set_live(rp_ctx *ctx, const char *key, const rp_vs_opts *opts)
   if (!opts)
     opts = &none;
   if (check_socket("vm set: the QMP", opts->qmp_socket) < 0 ||
-      check_socket("vm set: the guest agent", opts->agent_socket) < 0)
+      check_socket("vm set: the guest agent", opts->agent_socket) < 0 ||
+      check_capture("vm set", opts->capture) < 0)
     return -1;
   rp_vs_info *vs;
   if (rp_store_vs_get(ctx->st, key, &vs) < 0)
@@ -632,6 +691,8 @@ int rp_vs_set_live(rp_ctx *ctx, const char *key, const rp_vs_opts *opts)
   free(vs->agent_socket);
   vs->qmp_socket = opts->qmp_socket ? rp_abspath(opts->qmp_socket) : NULL;
   vs->agent_socket = opts->agent_socket ? rp_abspath(opts->agent_socket) : NULL;
+  free(vs->capture);
+  vs->capture = rp_xstrdup(opts->capture);
   /* a QEMU answering on the new socket must have the disks open */
   rp_vm *vm = NULL;
   if (rp_vm_attach(ctx->dir, vs, 30000, &vm, NULL) < 0) {
@@ -641,7 +702,8 @@ int rp_vs_set_live(rp_ctx *ctx, const char *key, const rp_vs_opts *opts)
   rp_vm_detach(vm);
   if (rp_store_begin(ctx->st) < 0)
     goto out;
-  if (rp_store_vs_set_live(ctx->st, vs->name, vs->qmp_socket, vs->agent_socket) < 0 ||
+  if (rp_store_vs_set_live(ctx->st, vs->name, vs->qmp_socket, vs->agent_socket,
+                           vs->capture) < 0 ||
       rp_store_commit(ctx->st) < 0) {
     rp_store_rollback(ctx->st);
     goto out;
@@ -739,6 +801,7 @@ void rp_vs_info_free(rp_vs_info *vs)
   free(vs->runtime_state);
   free(vs->qmp_socket);
   free(vs->agent_socket);
+  free(vs->capture);
   free(vs);
 }
 
@@ -1004,6 +1067,9 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
       prev[i] = rp_xstrdup(o->bitmap);
     rp_epochs_free(ep, nep);
   }
+  bool fleece = ctx->vm && vs->capture && !strcmp(vs->capture, "fleecing");
+  if (fleece)
+    r->data_kind = rp_xstrdup("fleecing");
   /* 1. intent */
   if (rp_store_begin(ctx->st) < 0)
     goto out;
@@ -1020,17 +1086,48 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   if (ctx->vm) {
     /* running: one transaction for all disks, inside a guest freeze when
      * application consistency is asked for */
-    if (consistency == 1 &&
-        rp_freeze_begin(vs->agent_socket, freeze_timeout_ms(), max_frozen_ms(), &frozen) < 0) {
-      rp_err_prefix("CreateReferencePoint");
-      goto out;
+    char **fnodes = NULL, **files = NULL;
+    int crc = 0;
+    if (fleece) {
+      /* the scratch images first, so that the guest is frozen only for
+       * the transaction */
+      CLEANUP_FREE char *fdir = rp_xasprintf("%s/fleece", ctx->dir);
+      if (rp_mkdir_p(fdir, 0700) < 0) {
+        rp_err_prefix("CreateReferencePoint");
+        goto out;
+      }
+      fnodes = rp_xcalloc(vs->n_disks, sizeof(char *));
+      files = rp_xcalloc(vs->n_disks, sizeof(char *));
+      for (size_t i = 0; i < vs->n_disks; i++) {
+        fnodes[i] = rp_fleece_name(g, i);
+        files[i] = rp_fleece_file(ctx->dir, g, i);
+      }
+      for (size_t i = 0; i < vs->n_disks && crc == 0; i++)
+        if (rp_engine_create_image(files[i], states[i]->virtual_size) < 0)
+          crc = rp_err_prefix("fleecing scratch image");
     }
-    rp_fault_point("create-frozen");
+    if (crc == 0 && consistency == 1 &&
+        rp_freeze_begin(vs->agent_socket, freeze_timeout_ms(), max_frozen_ms(), &frozen) < 0)
+      crc = -1;
+    if (crc == 0)
+      rp_fault_point("create-frozen");
     done = vs->n_disks;
     double pause = 0;
-    int crc = rp_vm_capture(ctx->vm, vs->n_disks, (const char *const *)ctx->vm->nodes,
-                            (const char *const *)ctx->vm->paths, snap, (const char *const *)prev,
-                            (const char *const *)p->rct_identifiers, &pause);
+    if (crc == 0)
+      crc = fleece ? rp_vm_fleece_capture(ctx->vm, vs->n_disks, (const char *const *)ctx->vm->nodes,
+                                          (const char *const *)fnodes, (const char *const *)files,
+                                          (const char *const *)prev,
+                                          (const char *const *)p->rct_identifiers, &pause)
+                   : rp_vm_capture(ctx->vm, vs->n_disks, (const char *const *)ctx->vm->nodes,
+                                   (const char *const *)ctx->vm->paths, snap,
+                                   (const char *const *)prev,
+                                   (const char *const *)p->rct_identifiers, &pause);
+    for (size_t i = 0; fleece && i < vs->n_disks; i++) {
+      free(fnodes[i]);
+      free(files[i]);
+    }
+    free(fnodes);
+    free(files);
     if (frozen) {
       rp_error saved = *rp_last_error();
       int trc = rp_freeze_end(frozen);
@@ -1074,6 +1171,8 @@ out:
     rp_error saved = *rp_last_error();
     bool clean = true;
     CLEANUP_FREE char *snap2 = rp_snapshot_name(r->info.guid);
+    if (rp_is_fleece(r) && fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
+      clean = false;
     for (size_t i = done; i-- > 0;)
       if (rp_undo_disk(ctx->vm, vs->disks[i].path, snap2, r->info.rct_identifiers[i], prev[i]) < 0)
         clean = false;
@@ -1160,7 +1259,10 @@ int rp_point_remove_data(rp_ctx *ctx, const char *id, rp_job *job)
   }
   rp_fault_point("remove-data-after-commit");
   snap = rp_snapshot_name(r->info.guid);
-  for (size_t i = 0; i < r->info.n_disks; i++) {
+  if (rp_is_fleece(r) && fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
+    rp_warnf(ctx, "RemoveAssociatedData: %s (retried at the next operation)",
+             rp_last_error()->message);
+  for (size_t i = 0; i < r->info.n_disks && !rp_is_fleece(r); i++) {
     size_t k;
     const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
     if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
@@ -1205,6 +1307,8 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
       goto out;
     }
   }
+  if (rp_is_fleece(r) && fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
+    goto out;
   for (size_t i = 0; i < r->info.n_disks; i++) {
     size_t k;
     const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);

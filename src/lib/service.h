@@ -4,6 +4,7 @@
 #define RP_SERVICE_H
 #include "engine.h"
 #include "store.h"
+#include <string.h>
 
 struct rp_ctx {
   char *dir;
@@ -38,6 +39,11 @@ void rp_states_free(rp_image_state **s, size_t n);
 int rp_fill_tracking(rp_ctx *ctx, rp_rp_rec *r);
 void rp_warnf(rp_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *rp_snapshot_name(const char *rp_guid); /* refpoint-rp-<guid> */
+/* Whether r keeps its data in fleecing views (live.h) rather than snapshots. */
+static inline bool rp_is_fleece(const rp_rp_rec *r)
+{
+  return r->data_kind && !strcmp(r->data_kind, "fleecing");
+}
 /* Undoes what a create/import did to one disk (snapshot, new bitmap,
  * disabled previous epoch bitmap); idempotent. Any of the names may be NULL. */
 int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitmap, const char *prev);

@@ -50,6 +50,9 @@ static const char *migrations[] = {
     " started INTEGER NOT NULL, ended INTEGER NOT NULL, detail TEXT);",
     /* 4: running VMs: the QMP socket and the guest agent socket */
     "ALTER TABLE vs ADD COLUMN qmp TEXT; ALTER TABLE vs ADD COLUMN agent TEXT;",
+    /* 5: how a running VM's reference points keep their data (NULL: internal
+     * snapshot; "fleecing"), and per RP how its data is kept */
+    "ALTER TABLE vs ADD COLUMN capture TEXT; ALTER TABLE rp ADD COLUMN data_kind TEXT;",
 };
 
 int rp_store_open(const char *db_path, rp_store **out)
@@ -202,8 +205,9 @@ static char *col(sqlite3_stmt *s, int i)
 
 int rp_store_vs_insert(rp_store *st, const rp_vs_info *vs)
 {
-  if (run(st, prep(st, "INSERT INTO vs(guid,name,created,qmp,agent) VALUES(?,?,?,?,?)", "ssiss",
-                   vs->name, vs->element_name, rp_now(), vs->qmp_socket, vs->agent_socket),
+  if (run(st, prep(st, "INSERT INTO vs(guid,name,created,qmp,agent,capture) VALUES(?,?,?,?,?,?)",
+                   "ssisss", vs->name, vs->element_name, rp_now(), vs->qmp_socket,
+                   vs->agent_socket, vs->capture),
           "insert vs") < 0)
     return -1;
   for (size_t i = 0; i < vs->n_disks; i++)
@@ -250,6 +254,7 @@ static int vs_query(rp_store *st, sqlite3_stmt *s, rp_vs_info ***out, size_t *n)
     v->element_name = col(s, 1);
     v->qmp_socket = col(s, 2);
     v->agent_socket = col(s, 3);
+    v->capture = col(s, 4);
     l = rp_xrealloc(l, (cnt + 1) * sizeof *l);
     l[cnt++] = v;
   }
@@ -272,7 +277,7 @@ int rp_store_vs_get(rp_store *st, const char *key, rp_vs_info **out)
 {
   rp_vs_info **l;
   size_t n;
-  if (vs_query(st, prep(st, "SELECT guid,name,qmp,agent FROM vs WHERE guid=lower(?) OR name=?", "ss", key, key),
+  if (vs_query(st, prep(st, "SELECT guid,name,qmp,agent,capture FROM vs WHERE guid=lower(?) OR name=?", "ss", key, key),
                &l, &n) < 0)
     return -1;
   if (n == 0) {
@@ -288,13 +293,28 @@ int rp_store_vs_get(rp_store *st, const char *key, rp_vs_info **out)
 
 int rp_store_vs_list(rp_store *st, rp_vs_info ***out, size_t *n)
 {
-  return vs_query(st, prep(st, "SELECT guid,name,qmp,agent FROM vs ORDER BY created, name", NULL), out, n);
+  return vs_query(st, prep(st, "SELECT guid,name,qmp,agent,capture FROM vs ORDER BY created, name", NULL), out, n);
 }
 
-int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent)
+int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent,
+                         const char *capture)
 {
-  return run(st, prep(st, "UPDATE vs SET qmp=?, agent=? WHERE guid=?", "sss", qmp, agent, guid),
+  return run(st, prep(st, "UPDATE vs SET qmp=?, agent=?, capture=? WHERE guid=?", "ssss", qmp,
+                      agent, capture, guid),
              "update vs");
+}
+
+int rp_store_vs_has_fleece(rp_store *st, const char *guid)
+{
+  sqlite3_stmt *s = prep(st,
+                         "SELECT 1 FROM rp WHERE vs=? AND data_kind='fleecing' AND has_data=1 "
+                         "LIMIT 1",
+                         "s", guid);
+  if (!s)
+    return -1;
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(st, rc, "query rp");
 }
 
 int rp_store_vs_delete(rp_store *st, const char *guid)
@@ -351,10 +371,11 @@ int rp_store_rp_insert(rp_store *st, const rp_rp_rec *r)
   if (run(st,
           prep(st,
                "INSERT INTO rp(guid,vs,seq,state,created,name,consistency,has_data,data_reason,"
-               "imported) VALUES(?,?,?,?,?,?,?,?,?,?)",
-               "ssisisiisi", p->guid, p->virtual_system_identifier, p->sequence, r->state,
+               "imported,data_kind) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+               "ssisisiisis", p->guid, p->virtual_system_identifier, p->sequence, r->state,
                p->created, p->element_name, (int64_t)p->consistency_level,
-               (int64_t)p->has_associated_data, p->data_reason, (int64_t)p->imported),
+               (int64_t)p->has_associated_data, p->data_reason, (int64_t)p->imported,
+               r->data_kind),
           "insert rp") < 0)
     return -1;
   for (size_t i = 0; i < p->n_disks; i++)
@@ -387,6 +408,7 @@ static int rp_query(rp_store *st, sqlite3_stmt *s, rp_rp_rec ***out, size_t *n)
     p->has_associated_data = sqlite3_column_int(s, 7) != 0;
     p->data_reason = col(s, 8);
     p->imported = sqlite3_column_int(s, 9) != 0;
+    r->data_kind = col(s, 10);
     p->reference_point_type = 2;
     l = rp_xrealloc(l, (cnt + 1) * sizeof *l);
     l[cnt++] = r;
@@ -428,7 +450,7 @@ static int rp_query(rp_store *st, sqlite3_stmt *s, rp_rp_rec ***out, size_t *n)
   return 0;
 }
 
-#define RP_COLS "guid,vs,seq,state,created,name,consistency,has_data,data_reason,imported"
+#define RP_COLS "guid,vs,seq,state,created,name,consistency,has_data,data_reason,imported,data_kind"
 
 int rp_store_rp_get(rp_store *st, const char *guid, rp_rp_rec **out)
 {
@@ -484,6 +506,7 @@ void rp_rp_rec_free(rp_rp_rec *r)
   free(r->disk_guids);
   free(r->origin_disks);
   free(r->state);
+  free(r->data_kind);
   rp_point_info *p = &r->info;
   for (size_t i = 0; i < p->n_disks; i++) {
     free(p->virtual_disk_identifiers[i]);

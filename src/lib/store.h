@@ -9,7 +9,7 @@
 #include "internal.h"
 #include <stdbool.h>
 
-#define RP_SCHEMA_VERSION 4
+#define RP_SCHEMA_VERSION 5
 
 typedef struct rp_store rp_store;
 
@@ -24,8 +24,11 @@ int rp_store_vs_insert(rp_store *st, const rp_vs_info *vs);
 int rp_store_vs_get(rp_store *st, const char *guid_or_name, rp_vs_info **out); /* NOT_FOUND */
 int rp_store_vs_list(rp_store *st, rp_vs_info ***out, size_t *n);
 int rp_store_vs_delete(rp_store *st, const char *guid);
+/* 1 when a reference point of the VS keeps data in a fleecing view, 0 not. */
+int rp_store_vs_has_fleece(rp_store *st, const char *guid);
 /* Sets (NULL: clears) the QMP and guest agent sockets of a VS. */
-int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent);
+int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent,
+                         const char *capture);
 /* The signature (inode, size, mtime, ctime) a disk file had when it was last
  * reconciled without findings; NULL when none. Caller frees *sig. */
 int rp_store_disk_sig(rp_store *st, const char *disk_guid, char **sig);
@@ -39,6 +42,7 @@ typedef struct rp_rp_rec {
   char *state;
   char **disk_guids;   /* index-aligned with info.virtual_disk_identifiers */
   char **origin_disks; /* disk InstanceID in the exported RP (imports), else same */
+  char *data_kind;     /* NULL: internal snapshots; "fleecing": views inside QEMU */
 } rp_rp_rec;
 int rp_store_rp_insert(rp_store *st, const rp_rp_rec *r);
 int rp_store_rp_get(rp_store *st, const char *guid, rp_rp_rec **out); /* NOT_FOUND */
