@@ -13,6 +13,7 @@
 #     of the same RP (VM shut down) and qemu-img convert of that snapshot.
 #   BENCH_DATA_GIB="1 8"  BENCH_MODES="writeback writethrough none"  BENCH_RPS=15
 #   BENCH_QCOW2_OPTS="cluster_size=2M,extended_l2=on"  (qcow2 options of the VM's disk)
+#   BENCH_CAPTURE=fleecing  (vm add --capture; default snapshot)
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 B=$TOP/build
@@ -57,12 +58,12 @@ for gib in ${BENCH_DATA_GIB:-1 8}; do
     qemu-img convert -f raw -O qcow2 ${BENCH_QCOW2_OPTS:+-o "$BENCH_QCOW2_OPTS"} src.raw disk.qcow2
     sync
     vm_start "$mode"
-    R vm add bench --disk disk.qcow2 --qmp "$W/qmp.sock" >/dev/null
+    R vm add bench --disk disk.qcow2 --qmp "$W/qmp.sock" --capture "${BENCH_CAPTURE:-snapshot}" >/dev/null
     # the capture's own cost: creates on an idle VM (then destroyed)
     : >idle
     for i in 1 2 3 4 5 6 7; do
       REFPOINT_TRACE=1 "$B/refpoint" --state-dir "$W/state" --quiet rp create bench >idle.rp 2>trace.idle
-      sed -n 's/.*live capture transaction ([0-9]* disk(s)): \([0-9.]*\) ms/\1/p' trace.idle >>idle
+      sed -n 's/.*live capture transaction ([0-9]* disk(s)): \([0-9.]*\) ms.*/\1/p' trace.idle >>idle
       R rp destroy "$(cat idle.rp)"
     done
     rm -f stop; "$B/guestio" writer w.sock /machine/peripheral/vd0/virtio-backend "$SIZE" 99 wlog stop >wout &
@@ -76,7 +77,7 @@ for gib in ${BENCH_DATA_GIB:-1 8}; do
       t0=$(now)
       REFPOINT_TRACE=1 "$B/refpoint" --state-dir "$W/state" --quiet rp create bench >rp.$i 2>trace.$i
       t1=$(now)
-      tx=$(sed -n 's/.*live capture transaction ([0-9]* disk(s)): \([0-9.]*\) ms/\1/p' trace.$i)
+      tx=$(sed -n 's/.*live capture transaction ([0-9]* disk(s)): \([0-9.]*\) ms.*/\1/p' trace.$i)
       fl=$(sed -n 's/.*pre-flush [^:]*: \([0-9.]*\) ms/\1/p' trace.$i | awk '{s+=$1} END {print s+0}')
       echo "$tx $fl $(maxlat wlog "$t0" "$t1") $(((t1 - t0) / 1000000))" >>creates
       sleep 0.3
@@ -121,7 +122,7 @@ for gib in ${BENCH_DATA_GIB:-1 8}; do
     conv_s=$(echo "($b - $a) / 1000000000" | bc -l)
     data=$(awk '/"DataBytes"/ {gsub(/[^0-9]/, "", $2); s+=$2} END {printf "%.0f", s}' exp/*/manifest.json)
     echo
-    echo "## $gib GiB of data ($((SIZE >> 30)) GiB disk${BENCH_QCOW2_OPTS:+, $BENCH_QCOW2_OPTS}), $mode, $RPS reference points"
+    echo "## $gib GiB of data ($((SIZE >> 30)) GiB disk${BENCH_QCOW2_OPTS:+, $BENCH_QCOW2_OPTS}), $mode, capture ${BENCH_CAPTURE:-snapshot}, $RPS reference points"
     echo "create on an idle VM: transaction ms  p50 $(pct 50 <idle)  max $(pct 100 <idle)"
     echo "create: transaction ms  p50 $(awk '{print $1}' creates | pct 50)  p99 $(awk '{print $1}' creates | pct 99)  max $(awk '{print $1}' creates | pct 100)"
     echo "fleecing capture (comparison, not used): transaction ms  p50 $(pct 50 <fleece)  max $(pct 100 <fleece)"
