@@ -52,6 +52,8 @@ static int fleece_drop(rp_ctx *ctx, const char *rp_guid, size_t n)
   for (size_t i = 0; i < n; i++) {
     CLEANUP_FREE char *node = rp_fleece_name(rp_guid, i);
     CLEANUP_FREE char *file = rp_fleece_file(ctx->dir, rp_guid, i);
+    if (access(file, F_OK) < 0 && errno == ENOENT)
+      continue; /* released before (the file goes last) */
     if (ctx->vm && rp_vm_fleece_release(ctx->vm, node) < 0)
       rc = -1;
     else
