@@ -74,6 +74,8 @@ for gib in ${BENCH_DATA_GIB:-1 8}; do
     base_p99=$(awk -v a="$a" -v b="$b" '$3>=a && $3<=b {print ($3-$2)/1e6}' wlog | pct 99)
     : >creates
     for i in $(seq "$RPS"); do
+      # fleecing keeps one view at a time: release the previous RP's data first
+      if [ "${BENCH_CAPTURE:-snapshot}" = fleecing ] && [ "$i" -gt 1 ]; then R rp remove-data "$(cat rp.$((i - 1)))"; fi
       t0=$(now)
       REFPOINT_TRACE=1 "$B/refpoint" --state-dir "$W/state" --quiet rp create bench >rp.$i 2>trace.$i
       t1=$(now)

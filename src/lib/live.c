@@ -626,12 +626,14 @@ char *rp_fleece_file(const char *state_dir, const char *rp_guid, size_t i)
   return rp_xasprintf("%s/fleece/%s-%zu.qcow2", state_dir, rp_guid, i);
 }
 
-bool rp_vm_has_node(rp_vm *vm, const char *node)
+int rp_vm_has_node(rp_vm *vm, const char *node)
 {
   json_t *nodes;
-  if (!vm || named_nodes(vm->q, &nodes) < 0)
-    return false;
-  bool found = false;
+  if (!vm)
+    return 0;
+  if (named_nodes(vm->q, &nodes) < 0)
+    return -1;
+  int found = 0;
   for (size_t i = 0; i < json_array_size(nodes) && !found; i++) {
     const char *nn = json_string_value(json_object_get(json_array_get(nodes, i), "node-name"));
     found = nn && !strcmp(nn, node);
@@ -660,8 +662,9 @@ int rp_vm_fleece_release(rp_vm *vm, const char *fnode)
       break;
     sleep_ms(2);
   }
-  if (!rp_vm_has_node(vm, fnode))
-    return 0;
+  int has = rp_vm_has_node(vm, fnode);
+  if (has <= 0)
+    return has;
   return rp_qmp_exec(vm->q, "blockdev-del", json_pack("{s:s}", "node-name", fnode), NULL,
                      QMP_TIMEOUT_MS);
 }

@@ -98,7 +98,8 @@ void rp_vm_nbd_close(rp_vm *vm, rp_vm_nbd *e);
  * only as long as QEMU. Caller frees the names. */
 char *rp_fleece_name(const char *rp_guid, size_t i);
 char *rp_fleece_file(const char *state_dir, const char *rp_guid, size_t i);
-bool rp_vm_has_node(rp_vm *vm, const char *node);
+/* 1 when QEMU has that node, 0 not (or vm NULL), -1 when it could not be asked. */
+int rp_vm_has_node(rp_vm *vm, const char *node);
 /* Adds the scratch nodes, then one transaction: per disk disable prev[i],
  * add newbm[i], start the backup job into fnodes[i]. */
 int rp_vm_fleece_capture(rp_vm *vm, size_t n, const char *const *nodes,

@@ -307,7 +307,10 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     bool alive = r->info.has_associated_data && ctx->vm != NULL;
     for (size_t j = 0; alive && j < r->info.n_disks; j++) {
       CLEANUP_FREE char *node = rp_fleece_name(r->info.guid, j);
-      alive = rp_vm_has_node(ctx->vm, node);
+      int has = rp_vm_has_node(ctx->vm, node);
+      if (has < 0) /* QEMU did not answer: decide nothing */
+        goto out;
+      alive = has == 1;
     }
     if (r->info.has_associated_data && !alive) {
       const char *why = "its fleecing view ended with the QEMU process that held it (fleecing "
@@ -1070,8 +1073,21 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
     rp_epochs_free(ep, nep);
   }
   bool fleece = ctx->vm && vs->capture && !strcmp(vs->capture, "fleecing");
-  if (fleece)
+  if (fleece) {
+    /* each view adds a copy-before-write filter to the guest's writes;
+     * stacking them was measured to stall QEMU: one at a time */
+    int held = rp_store_vs_has_fleece(ctx->st, vs->name);
+    if (held != 0) {
+      if (held > 0)
+        rp_err_set(RP_E_INVALID_STATE, 0,
+                   "CreateReferencePoint: a reference point of %s still holds a fleecing view; "
+                   "export it, then RemoveAssociatedData or Destroy it first (capture fleecing "
+                   "keeps one view at a time)",
+                   vs->element_name);
+      goto out;
+    }
     r->data_kind = rp_xstrdup("fleecing");
+  }
   /* 1. intent */
   if (rp_store_begin(ctx->st) < 0)
     goto out;
