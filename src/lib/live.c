@@ -272,6 +272,20 @@ static json_t *find_node(json_t *nodes, const char *path, bool *ro)
   return found;
 }
 
+/* Whether another process holds QEMU's image locks on path: QEMU takes
+ * open-file-description locks on bytes 100.. (permissions) and 200..
+ * (what it does not share) of every image it opens. */
+static bool image_locked(const char *path)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 200};
+  bool locked = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  close(fd);
+  return locked;
+}
+
 int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, rp_vm **out,
                  char **state)
 {
@@ -304,6 +318,17 @@ int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, 
     const rp_error *e = rp_last_error();
     if (e->code == RP_E_NOT_AVAILABLE &&
         (e->sys_errno == ENOENT || e->sys_errno == ECONNREFUSED)) {
+      /* nothing answers: QEMU is gone, unless a process still holds a
+       * disk the way QEMU does (its image locks): then say so rather than
+       * take the VM for shut off */
+      for (size_t i = 0; i < vs->n_disks; i++)
+        if (image_locked(vs->disks[i].path)) {
+          rp_err_set(RP_E_IN_USE, 0,
+                     "nothing answers on the QMP socket %s, but disk %s is held by a running "
+                     "process (is that the VM's QMP socket?)",
+                     vs->qmp_socket, vs->disks[i].path);
+          goto fail;
+        }
       /* QEMU is gone: the files are handled offline */
       rp_vm_detach(vm);
       rp_err_clear();

@@ -36,6 +36,8 @@ mkdisk z $((8 * 1024 * 1024))
 rp vm add vm0 --disk z.qcow2 >/dev/null
 vm_start z z.qcow2
 expect_fail 32774 "register its QMP socket" rp rp create vm0
+# a wrong QMP socket is not taken for "shut off" while a process holds the disk
+expect_fail 32774 "held by a running process" rp vm set vm0 --qmp "$T/nothing.sock"
 rp vm set vm0 --qmp "$T/z.qmp" >/dev/null
 rp rp create vm0 >/dev/null || fail "create after vm set --qmp"
 vm_kill z
