@@ -486,6 +486,16 @@ static void preflush(const char *path)
   close(fd);
 }
 
+/* The epoch switch of a capture, on one disk: the ending epoch's bitmap
+ * (if any) stops, the new one starts (persistent). */
+static void epoch_actions(json_t *a, const char *node, const char *prev, const char *newbm)
+{
+  if (prev)
+    json_array_append_new(a, action("block-dirty-bitmap-disable",
+                                    json_pack("{s:s,s:s}", "node", node, "name", prev)));
+  json_array_append_new(a, action("block-dirty-bitmap-add", bm_add_args(node, newbm, true, true)));
+}
+
 int rp_vm_capture(rp_vm *vm, size_t n, const char *const *nodes, const char *const *paths,
                   const char *snap, const char *const *prev, const char *const *newbm,
                   double *pause_ms)
@@ -494,10 +504,7 @@ int rp_vm_capture(rp_vm *vm, size_t n, const char *const *nodes, const char *con
     preflush(paths[i]);
   json_t *a = json_array();
   for (size_t i = 0; i < n; i++) {
-    if (prev[i])
-      json_array_append_new(a, action("block-dirty-bitmap-disable",
-                                      json_pack("{s:s,s:s}", "node", nodes[i], "name", prev[i])));
-    json_array_append_new(a, action("block-dirty-bitmap-add", bm_add_args(nodes[i], newbm[i], true, true)));
+    epoch_actions(a, nodes[i], prev[i], newbm[i]);
     json_array_append_new(a, action("blockdev-snapshot-internal-sync",
                                     json_pack("{s:s,s:s}", "device", nodes[i], "name", snap)));
   }
@@ -709,10 +716,7 @@ int rp_vm_fleece_capture(rp_vm *vm, size_t n, const char *const *nodes,
   }
   json_t *a = json_array();
   for (size_t i = 0; i < n; i++) {
-    if (prev[i])
-      json_array_append_new(a, action("block-dirty-bitmap-disable",
-                                      json_pack("{s:s,s:s}", "node", nodes[i], "name", prev[i])));
-    json_array_append_new(a, action("block-dirty-bitmap-add", bm_add_args(nodes[i], newbm[i], true, true)));
+    epoch_actions(a, nodes[i], prev[i], newbm[i]);
     json_array_append_new(a, action("blockdev-backup",
                                     json_pack("{s:s,s:s,s:s,s:s,s:b}", "device", nodes[i], "target",
                                               fnodes[i], "sync", "none", "job-id", fnodes[i],
