@@ -131,7 +131,7 @@ for gib in ${BENCH_DATA_GIB:-1 8}; do
     echo "## $gib GiB of data ($((SIZE >> 30)) GiB disk${BENCH_QCOW2_OPTS:+, $BENCH_QCOW2_OPTS}), $mode, capture ${BENCH_CAPTURE:-snapshot}, $RPS reference points"
     echo "create on an idle VM: transaction ms  p50 $(pct 50 <idle)  max $(pct 100 <idle)"
     echo "create: transaction ms  p50 $(awk '{print $1}' creates | pct 50)  p99 $(awk '{print $1}' creates | pct 99)  max $(awk '{print $1}' creates | pct 100)"
-    echo "fleecing capture (comparison, not used): transaction ms  p50 $(pct 50 <fleece)  max $(pct 100 <fleece)"
+    echo "bare fleecing transaction (comparison): ms  p50 $(pct 50 <fleece)  max $(pct 100 <fleece)"
     echo "create: pre-flush ms    p50 $(awk '{print $2}' creates | pct 50)  max $(awk '{print $2}' creates | pct 100)"
     echo "create: longest guest write overlapping a create, ms  p50 $(awk '{print $3}' creates | pct 50)  max $(awk '{print $3}' creates | pct 100)   (no create: p99 $base_p99, max $base_lat)"
     echo "create: whole command ms  p50 $(awk '{print $4}' creates | pct 50)"
