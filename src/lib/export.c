@@ -447,9 +447,19 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
         json_t *e = json_array_get(ds, k);
         const char *iid = jget_s(e, "InstanceID"), *f = jget_s(e, "File");
         if (iid && f && djs[j].base_disk_id && !strcmp(iid, djs[j].base_disk_id) &&
-            !strchr(f, '/'))
+            !strchr(f, '/') && strcmp(f, "..") && f[0] != '.')
           djs[j].backing = rp_xasprintf("../%s/%s", base->info.guid, f);
       }
+      /* the base's export is not here (or holds no file of this disk): the
+       * backing file still names where it belongs, so that a stock tool
+       * fails loudly on a missing base instead of reading zeros through
+       * an image without backing (docs/export-format.md: rebasing a chain) */
+      char bg[37];
+      if (!djs[j].backing && djs[j].base_disk_id && rp_parse_disk_id(djs[j].base_disk_id, bg) == 0)
+        djs[j].backing = rp_xasprintf("../%s/disk-%s.qcow2", base->info.guid, bg);
+      if (!djs[j].backing)
+        djs[j].backing = rp_xasprintf("../%s/disk-%s.qcow2", base->info.guid,
+                                      r->disk_guids[djs[j].rp_idx]);
     }
   }
   /* open the sources and plan */
@@ -1146,8 +1156,12 @@ out:
     for (size_t i = done; i-- > 0;) {
       size_t k = 0;
       rp_vs_disk(vs, r->disk_guids[i], &k);
-      if (rp_undo_disk(ctx->vm, vs->disks[k].path, NULL, r->info.rct_identifiers[i], prev[i]) < 0)
+      CLEANUP_FREE char *lost = NULL;
+      if (rp_undo_disk(ctx->vm, vs->disks[k].path, NULL, r->info.rct_identifiers[i], prev[i],
+                       &lost) < 0)
         clean = false;
+      /* (import adds before it disables: a disabled previous epoch here
+       * was disabled by someone else, which reconciliation reports) */
     }
     if (clean && rp_store_begin(ctx->st) == 0 &&
         (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0))

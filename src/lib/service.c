@@ -172,10 +172,16 @@ void rp_states_free(rp_image_state **s, size_t n)
 
 /* Undoes what a CreateReferencePoint/Import may have done to one disk:
  * its snapshot, its new bitmap, the disabling of the previous open epoch.
- * Idempotent: looks at the image first. */
+ * Idempotent: looks at the image first. Create and Import add the new
+ * epoch's bitmap before they disable the previous one, so some enabled
+ * bitmap records every write at every instant; "previous disabled, new
+ * absent" means writes may have gone unrecorded (a process of an older
+ * version killed between its two steps, or another tool): that is lost
+ * tracking, never a silent re-enable. */
 int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitmap,
-                 const char *prev)
+                 const char *prev, char **lost)
 {
+  *lost = NULL;
   rp_image_state *s;
   if (rp_engine_inspect(vm, path, &s) < 0)
     return -1;
@@ -188,13 +194,43 @@ int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitm
   const rp_bitmap_st *pb = prev ? rp_image_bitmap(s, prev) : NULL;
   const rp_bitmap_st *nb = bitmap ? rp_image_bitmap(s, bitmap) : NULL;
   if (pb && !pb->enabled && !pb->in_use) {
-    if (nb && !nb->in_use ? rp_engine_bitmap_merge(vm, path, bitmap, prev, true) < 0
-                          : rp_engine_bitmap_enable(vm, path, prev, true) < 0)
-      rc = -1;
+    if (nb && !nb->in_use) {
+      if (rp_engine_bitmap_merge(vm, path, bitmap, prev, true) < 0)
+        rc = -1;
+    } else {
+      *lost = rp_xasprintf("change-tracking bitmap %s on %s was found disabled by an interrupted "
+                           "operation with no bitmap recording after it (writes since then are "
+                           "tracked by nothing)",
+                           prev, path);
+    }
   }
-  if (bitmap && rp_image_bitmap(s, bitmap) && rp_engine_bitmap_remove(vm, path, bitmap) < 0)
+  if (bitmap && nb && rp_engine_bitmap_remove(vm, path, bitmap) < 0)
     rc = -1;
   rp_image_state_free(s);
+  if (rc < 0) {
+    free(*lost);
+    *lost = NULL;
+  }
+  return rc;
+}
+
+int rp_epoch_mark_lost(rp_ctx *ctx, const char *disk_guid, const char *bitmap, const char *why)
+{
+  rp_epoch *ep;
+  size_t nep;
+  if (rp_store_epochs(ctx->st, disk_guid, &ep, &nep) < 0)
+    return -1;
+  int rc = 0;
+  for (size_t k = 0; k < nep && rc == 0; k++) {
+    if (strcmp(ep[k].bitmap, bitmap) || !ep[k].valid)
+      continue;
+    ep[k].valid = false;
+    free(ep[k].reason);
+    ep[k].reason = rp_xstrdup(why);
+    rp_warnf(ctx, "%s; reference points spanning it can no longer be a base", why);
+    rc = rp_store_epoch_update(ctx->st, &ep[k]);
+  }
+  rp_epochs_free(ep, nep);
   return rc;
 }
 
@@ -228,10 +264,12 @@ static int rollback_pending(rp_ctx *ctx, const rp_vs_info *vs, rp_rp_rec **rps, 
       if (rp_store_epochs(ctx->st, d->guid, &ep, &nep) < 0)
         return -1;
       const rp_epoch *o = open_epoch(ep, nep);
-      int rc = rp_undo_disk(ctx->vm, d->path, r->info.imported ? NULL : snap, r->info.rct_identifiers[i],
-                         o && o->valid ? o->bitmap : NULL);
+      CLEANUP_FREE char *prev = o && o->valid ? rp_xstrdup(o->bitmap) : NULL;
       rp_epochs_free(ep, nep);
-      if (rc < 0)
+      CLEANUP_FREE char *lost = NULL;
+      if (rp_undo_disk(ctx->vm, d->path, r->info.imported ? NULL : snap, r->info.rct_identifiers[i],
+                       prev, &lost) < 0 ||
+          (lost && rp_epoch_mark_lost(ctx, d->guid, prev, lost) < 0))
         return rp_err_prefix("roll back unfinished reference point %s", r->info.instance_id);
     }
     if (rp_store_rp_delete(ctx->st, r->info.guid) < 0)
@@ -1163,11 +1201,24 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
     rp_fault_point("create-after-capture");
   }
   for (size_t i = 0; i < vs->n_disks && !ctx->vm; i++) {
+    /* shut off: three qemu-img runs per disk, in the one order that leaves
+     * some enabled bitmap recording at every instant (a writer that slips
+     * in between, or a kill, never makes a write unrecorded): the new
+     * epoch's bitmap, the snapshot, then the previous epoch stops. Writes
+     * between the steps land in both epochs: over-reported, never lost. */
     const char *path = vs->disks[i].path;
     done = i + 1;
-    if (rp_engine_snapshot_create(path, snap) < 0 ||
-        (prev[i] && rp_engine_bitmap_enable(NULL, path, prev[i], false) < 0) ||
-        rp_engine_bitmap_add(NULL, path, p->rct_identifiers[i], true) < 0) {
+    if (rp_engine_bitmap_add(NULL, path, p->rct_identifiers[i], true) < 0) {
+      rp_err_prefix("CreateReferencePoint");
+      goto out;
+    }
+    rp_fault_point("create-after-bitmap-add");
+    if (rp_engine_snapshot_create(path, snap) < 0) {
+      rp_err_prefix("CreateReferencePoint");
+      goto out;
+    }
+    rp_fault_point("create-between-bitmaps");
+    if (prev[i] && rp_engine_bitmap_enable(NULL, path, prev[i], false) < 0) {
       rp_err_prefix("CreateReferencePoint");
       goto out;
     }
@@ -1191,13 +1242,21 @@ out:
     CLEANUP_FREE char *snap2 = rp_snapshot_name(r->info.guid);
     if (rp_is_fleece(r) && fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
       clean = false;
+    char **lost = rp_xcalloc(vs->n_disks, sizeof(char *));
     for (size_t i = done; i-- > 0;)
-      if (rp_undo_disk(ctx->vm, vs->disks[i].path, snap2, r->info.rct_identifiers[i], prev[i]) < 0)
+      if (rp_undo_disk(ctx->vm, vs->disks[i].path, snap2, r->info.rct_identifiers[i], prev[i],
+                       &lost[i]) < 0)
         clean = false;
     if (clean && rp_store_begin(ctx->st) == 0) {
-      if (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
+      bool ok = true;
+      for (size_t i = 0; i < done && ok; i++)
+        ok = !lost[i] || rp_epoch_mark_lost(ctx, vs->disks[i].guid, prev[i], lost[i]) == 0;
+      if (!ok || rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
         rp_store_rollback(ctx->st);
     }
+    for (size_t i = 0; i < vs->n_disks; i++)
+      free(lost[i]);
+    free(lost);
     /* if undo failed the "creating" row stays: the next operation retries */
     *(rp_error *)rp_last_error() = saved;
   }

@@ -45,8 +45,16 @@ static inline bool rp_is_fleece(const rp_rp_rec *r)
   return r->data_kind && !strcmp(r->data_kind, "fleecing");
 }
 /* Undoes what a create/import did to one disk (snapshot, new bitmap,
- * disabled previous epoch bitmap); idempotent. Any of the names may be NULL. */
-int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitmap, const char *prev);
+ * disabled previous epoch bitmap); idempotent. Any of the names may be NULL.
+ * When the previous epoch's bitmap was found disabled with no new bitmap to
+ * take over (writes since then were recorded by nothing), *lost receives
+ * the reason (caller frees; mark the epoch with rp_epoch_mark_lost) and the
+ * bitmap is not re-enabled; else *lost is NULL. */
+int rp_undo_disk(rp_vm *vm, const char *path, const char *snap, const char *bitmap, const char *prev,
+                 char **lost);
+/* Marks the epoch of disk_guid whose bitmap is `bitmap` as no longer valid,
+ * with the reason (inside the caller's store transaction); warns. */
+int rp_epoch_mark_lost(rp_ctx *ctx, const char *disk_guid, const char *bitmap, const char *why);
 /* The disk of vs with that GUID (its index in *idx), or NULL. */
 const rp_disk_info *rp_vs_disk(const rp_vs_info *vs, const char *guid, size_t *idx);
 /* The commit step of Create and Import: in one transaction, close each

@@ -6,7 +6,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
 
 void rp_cleanup_free(void *ptr)
 {
@@ -251,27 +250,54 @@ int rp_run(const char *const argv[], char **out, char **err)
     close(po[1]);
     return rp_err_set(RP_E_FAILED, errno, "pipe");
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-  posix_spawnattr_t at;
-  posix_spawnattr_init(&at);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &at, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
+  /* fork + exec rather than posix_spawn: the child must die with us
+   * (PR_SET_PDEATHSIG). A qemu-img that outlived a killed refpoint would
+   * finish its step after our VM lock is gone, behind the back of the next
+   * operation's reconciliation. */
+  pid_t parent = getpid();
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int xp[2] = {-1, -1}; /* the exec's errno, if it fails (closed by a good exec) */
+  pid_t pid = devnull < 0 || pipe2(xp, O_CLOEXEC) < 0 ? -1 : fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* we died before the prctl took */
+      _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
+      _exit(127);
+    execvp(argv[0], (char *const *)argv);
+    int e = errno;
+    if (write(xp[1], &e, sizeof e) < 0)
+      _exit(127);
+    _exit(127);
+  }
+  int fork_errno = errno;
+  if (devnull >= 0)
+    close(devnull);
+  if (xp[1] >= 0)
+    close(xp[1]);
   close(po[1]);
   close(pe[1]);
-  if (rc != 0) {
+  int exec_errno = 0;
+  if (pid > 0) {
+    ssize_t n;
+    while ((n = read(xp[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR)
+      ;
+    if (n != (ssize_t)sizeof exec_errno)
+      exec_errno = 0;
+    if (exec_errno)
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+  }
+  if (xp[0] >= 0)
+    close(xp[0]);
+  if (pid < 0 || exec_errno) {
     close(po[0]);
     close(pe[0]);
-    return rp_err_set(RP_E_NOT_AVAILABLE, rc, "cannot run %s", argv[0]);
+    return exec_errno ? rp_err_set(RP_E_NOT_AVAILABLE, exec_errno, "cannot run %s", argv[0])
+                      : rp_err_set(RP_E_FAILED, fork_errno, "cannot run %s", argv[0]);
   }
   char *buf[2] = {NULL, NULL};
   size_t len[2] = {0, 0}, cap[2] = {0, 0};
