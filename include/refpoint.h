@@ -101,6 +101,7 @@ typedef struct rp_disk_info {
   char *guid;            /* the disk GUID alone */
   char *path;            /* absolute path of the qcow2 image */
   uint64_t virtual_size; /* bytes, as recorded when added */
+  char *target;          /* libvirt target dev ("vda") of a libvirt VS, else NULL */
 } rp_disk_info;
 
 typedef struct rp_vs_info {
@@ -117,6 +118,9 @@ typedef struct rp_vs_info {
   char *capture;      /* how RPs of the running VM keep their data: NULL/"snapshot"
                        * (internal qcow2 snapshots, survive QEMU) or "fleecing" (a
                        * view inside QEMU: shorter pause, lost when QEMU exits) */
+  /* A VS registered from libvirt: the connection URI (its GUID is the
+   * domain UUID; state, disks and QMP come from libvirt), else NULL. */
+  char *libvirt_uri;
   size_t n_disks;
   rp_disk_info *disks; /* in the order given to rp_vs_add */
 } rp_vs_info;
@@ -131,6 +135,22 @@ typedef struct rp_vs_opts {
 } rp_vs_opts;
 int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size_t n_disks,
               const rp_vs_opts *opts, rp_vs_info **out);
+/* Registers the libvirt domain `domain` (UUID or name) of uri (NULL:
+ * qemu:///system): GUID = domain UUID, ElementName = domain name, disks =
+ * the XML's qcow2 disks (device='disk') in XML order with their target dev.
+ * *skipped (may be NULL) gets one line per disk not covered ("vdb
+ * /path: a raw disk ..."; caller frees with rp_strv_free). Errors:
+ * NOT_SUPPORTED (built without libvirt), NOT_AVAILABLE (libvirtd does not
+ * answer), NOT_FOUND (no such domain), INVALID_PARAMETER (already
+ * registered, no qcow2 disk), IN_USE/DISK_CHANGED as rp_vs_add. agent and
+ * capture of opts apply (qmp_socket must be NULL). */
+int rp_vs_add_libvirt(rp_ctx *ctx, const char *uri, const char *domain, const rp_vs_opts *opts,
+                      rp_vs_info **out, char ***skipped, size_t *n_skipped);
+/* Registers every domain of uri not registered yet (domains without a
+ * qcow2 disk are skipped with a line in *skipped). *out gets the new VSs. */
+int rp_vs_discover(rp_ctx *ctx, const char *uri, rp_vs_info ***out, size_t *n, char ***skipped,
+                   size_t *n_skipped);
+void rp_strv_free(char **v, size_t n);
 /* Sets or clears (NULL fields) the sockets of a registered VS. When the QMP
  * socket answers, the disks must be open in that QEMU. */
 int rp_vs_set_live(rp_ctx *ctx, const char *vs, const rp_vs_opts *opts);

@@ -10,6 +10,7 @@ PKGS=(
   libsqlite3-dev libjansson-dev libcmocka-dev libxxhash-dev libxml2-dev
   libmicrohttpd-dev sblim-wbemcli curl libpam0g-dev libcrypt-dev openssl
   util-linux bsdutils procps e2fsprogs bc coreutils valgrind
+  libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 )
 case "${1:-}" in
   --bench) PKGS+=(time wrk) ;;

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@ static const char usage[] =
     "usage: refpoint [--state-dir DIR] [--json] [--quiet] COMMAND ...\n"
     "  vm add NAME --disk FILE [--disk FILE]... [--qmp SOCKET [--guest-agent SOCKET]\n"
     "         [--capture snapshot|fleecing]]\n"
+    "  vm add --libvirt DOMAIN [--connect URI] [--capture snapshot|fleecing]\n"
+    "  vm discover [--connect URI]          (every libvirt domain not registered yet)\n"
     "  vm set VM [--qmp SOCKET [--guest-agent SOCKET] [--capture snapshot|fleecing]]\n"
     "         (what is not given is cleared)\n"
     "  vm list | vm show VM | vm remove VM\n"
@@ -125,11 +128,14 @@ static void print_vs_text(const rp_vs_info *vs)
     printf("QMP:          %s\n", vs->qmp_socket);
   if (vs->agent_socket)
     printf("GuestAgent:   %s\n", vs->agent_socket);
-  if (vs->qmp_socket)
+  if (vs->libvirt_uri)
+    printf("Libvirt:      %s\n", vs->libvirt_uri);
+  if (vs->qmp_socket || vs->libvirt_uri)
     printf("Capture:      %s\n", vs->capture ? vs->capture : "snapshot");
   for (size_t i = 0; i < vs->n_disks; i++)
-    printf("Disk %zu:       %s\n              %s (%llu bytes)\n", i, vs->disks[i].instance_id,
-           vs->disks[i].path, (unsigned long long)vs->disks[i].virtual_size);
+    printf("Disk %zu:       %s\n              %s (%llu bytes)%s%s\n", i, vs->disks[i].instance_id,
+           vs->disks[i].path, (unsigned long long)vs->disks[i].virtual_size,
+           vs->disks[i].target ? ", target " : "", vs->disks[i].target ? vs->disks[i].target : "");
 }
 
 static void show_vs(const cli_opts *o, rp_vs_info *vs)
@@ -139,6 +145,104 @@ static void show_vs(const cli_opts *o, rp_vs_info *vs)
   else
     print_vs_text(vs);
   rp_vs_info_free(vs);
+}
+
+static json_t *vs_add_json(rp_vs_info *vs, char **sk, size_t nsk)
+{
+  json_t *j = cli_vs_json(vs), *a = json_array();
+  for (size_t i = 0; i < nsk; i++)
+    json_array_append_new(a, json_string(sk[i]));
+  json_object_set_new(j, "NotCovered", a);
+  return j;
+}
+
+static void print_vs_added(const rp_vs_info *vs, char **sk, size_t nsk)
+{
+  printf("%s\n", vs->name);
+  for (size_t i = 0; i < vs->n_disks; i++)
+    printf("  disk %s  %s%s%s\n", vs->disks[i].instance_id, vs->disks[i].path,
+           vs->disks[i].target ? "  target " : "", vs->disks[i].target ? vs->disks[i].target : "");
+  for (size_t i = 0; i < nsk; i++)
+    printf("  %s\n", sk[i]);
+  if (vs->qmp_socket || vs->libvirt_uri)
+    printf("  runtime state: %s (%s %s)\n", vs->runtime_state ? vs->runtime_state : "",
+           vs->libvirt_uri ? "libvirt" : "QMP", vs->libvirt_uri ? vs->libvirt_uri : vs->qmp_socket);
+}
+
+static int cmd_vm_libvirt(const cli_opts *o, const char *sub, int argc, char **argv,
+                          const rp_vs_opts *vo)
+{
+  bool bad = false;
+  const char *uri = take_opt(&argc, argv, "--connect", &bad);
+  const char *dom = !strcmp(sub, "add") ? take_opt(&argc, argv, "--libvirt", &bad) : NULL;
+  if (bad)
+    return usage_error("--libvirt and --connect need a value%s", "");
+  if (argc != 1)
+    return usage_error(!strcmp(sub, "add") ? "vm add --libvirt DOMAIN [--connect URI]%s"
+                                           : "vm discover [--connect URI]%s",
+                       "");
+  rp_ctx *ctx = open_ctx(o);
+  if (!ctx)
+    return cli_fail(o, sub, false);
+  int rc = 0;
+  if (!strcmp(sub, "add")) {
+    rp_vs_info *vs;
+    char **sk;
+    size_t nsk;
+    if (rp_vs_add_libvirt(ctx, uri, dom, vo, &vs, &sk, &nsk) < 0)
+      rc = cli_fail(o, "vm add", false);
+    else {
+      if (o->json)
+        cli_print_json(vs_add_json(vs, sk, nsk));
+      else
+        print_vs_added(vs, sk, nsk);
+      rp_vs_info_free(vs);
+      rp_strv_free(sk, nsk);
+    }
+  } else {
+    rp_vs_info **l;
+    size_t n, nsk;
+    char **sk;
+    if (rp_vs_discover(ctx, uri, &l, &n, &sk, &nsk) < 0)
+      rc = cli_fail(o, "vm discover", false);
+    else {
+      json_t *arr = json_array();
+      for (size_t i = 0; i < n; i++) {
+        /* the lines of this VM's domain */
+        size_t pre = strlen(l[i]->element_name);
+        char **mine = calloc(nsk + 1, sizeof(char *));
+        if (!mine)
+          abort();
+        size_t nm = 0;
+        for (size_t k = 0; k < nsk; k++)
+          if (!strncmp(sk[k], l[i]->element_name, pre) && !strncmp(sk[k] + pre, ": ", 2))
+            mine[nm++] = sk[k] + pre + 2;
+        if (o->json)
+          json_array_append_new(arr, vs_add_json(l[i], mine, nm));
+        else
+          print_vs_added(l[i], mine, nm);
+        free(mine);
+      }
+      /* domains that could not be registered at all */
+      for (size_t k = 0; k < nsk; k++) {
+        bool of_added = false;
+        for (size_t i = 0; i < n && !of_added; i++) {
+          size_t pre = strlen(l[i]->element_name);
+          of_added = !strncmp(sk[k], l[i]->element_name, pre) && !strncmp(sk[k] + pre, ": ", 2);
+        }
+        if (!of_added && !o->quiet)
+          fprintf(stderr, "refpoint: vm discover: not registered: %s\n", sk[k]);
+      }
+      if (o->json)
+        cli_print_json(arr);
+      else
+        json_decref(arr);
+      rp_vs_list_free(l, n);
+      rp_strv_free(sk, nsk);
+    }
+  }
+  rp_close(ctx);
+  return rc;
 }
 
 static int cmd_vm(const cli_opts *o, int argc, char **argv)
@@ -155,10 +259,18 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
     vo.capture = take_opt(&argc, argv, "--capture", &bad);
     if (bad)
       return usage_error("--qmp, --guest-agent and --capture need a value%s", "");
+    for (int i = 1; i < argc; i++)
+      if (!strcmp(sub, "add") && !strcmp(argv[i], "--libvirt")) {
+        if (vo.qmp_socket)
+          return usage_error("--libvirt takes QMP from libvirt; --qmp is for plain QEMU%s", "");
+        return cmd_vm_libvirt(o, sub, argc, argv, &vo);
+      }
     if (vo.agent_socket && !vo.qmp_socket)
       return usage_error("--guest-agent needs --qmp (the agent is used only while the VM runs)%s",
                          "");
   }
+  if (!strcmp(sub, "discover"))
+    return cmd_vm_libvirt(o, sub, argc, argv, &vo);
   if (parse(argc - 1, argv + 1, !strcmp(sub, "add") ? "--disk" : NULL, &a, NULL, NULL))
     return 2;
   rp_ctx *ctx = NULL;
@@ -173,13 +285,8 @@ static int cmd_vm(const cli_opts *o, int argc, char **argv)
       rc = cli_fail(o, "vm add", false);
     else if (o->json)
       cli_print_json(cli_vs_json(vs));
-    else {
-      printf("%s\n", vs->name);
-      for (size_t i = 0; i < vs->n_disks; i++)
-        printf("  disk %s  %s\n", vs->disks[i].instance_id, vs->disks[i].path);
-      if (vs->qmp_socket)
-        printf("  runtime state: %s (QMP %s)\n", vs->runtime_state, vs->qmp_socket);
-    }
+    else
+      print_vs_added(vs, NULL, 0);
     if (rc == 0)
       rp_vs_info_free(vs);
   } else if (!strcmp(sub, "set")) {

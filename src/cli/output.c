@@ -17,10 +17,13 @@ json_t *cli_vs_json(const rp_vs_info *vs)
   json_object_set_new(o, "GuestAgentSocket",
                       vs->agent_socket ? json_string(vs->agent_socket) : json_null());
   json_object_set_new(o, "Capture", json_string(vs->capture ? vs->capture : "snapshot"));
+  json_object_set_new(o, "Libvirt", vs->libvirt_uri ? json_string(vs->libvirt_uri) : json_null());
   for (size_t i = 0; i < vs->n_disks; i++) {
     json_t *e = json_object();
     json_object_set_new(e, "InstanceID", json_string(vs->disks[i].instance_id));
     json_object_set_new(e, "Path", json_string(vs->disks[i].path));
+    if (vs->disks[i].target)
+      json_object_set_new(e, "Target", json_string(vs->disks[i].target));
     json_object_set_new(e, "VirtualSize", json_integer((json_int_t)vs->disks[i].virtual_size));
     json_array_append_new(d, e);
   }

@@ -1,6 +1,7 @@
 /* live.c — running VMs over QMP, and the guest agent freeze guard.
  * See live.h for the model; DESIGN.md and docs/live.md for the choices. */
 #include "live.h"
+#include "lvirt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,13 +54,33 @@ static int unix_connect(const char *path, int *fd_out)
   return 0;
 }
 
-static int jc_send(jconn *c, json_t *msg)
+/* Sends one message; fd >= 0 goes along as SCM_RIGHTS with its first
+ * byte (how QMP's getfd / add-fd receive a descriptor). */
+static int jc_send_fd(jconn *c, json_t *msg, int fd)
 {
   char *txt = json_dumps(msg, JSON_COMPACT);
   json_decref(msg);
   size_t n = strlen(txt), off = 0;
   while (off < n) {
-    ssize_t w = send(c->fd, txt + off, n - off, MSG_NOSIGNAL);
+    ssize_t w;
+    if (fd >= 0 && off == 0) {
+      struct iovec iov = {.iov_base = txt, .iov_len = n};
+      union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+      } u;
+      memset(&u, 0, sizeof u);
+      struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                          .msg_controllen = sizeof u.buf};
+      struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+      w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    } else {
+      w = send(c->fd, txt + off, n - off, MSG_NOSIGNAL);
+    }
     if (w < 0 && errno == EINTR)
       continue;
     if (w < 0) {
@@ -72,6 +93,8 @@ static int jc_send(jconn *c, json_t *msg)
   free(txt);
   return 0;
 }
+
+static int jc_send(jconn *c, json_t *msg) { return jc_send_fd(c, msg, -1); }
 
 /* Next JSON object line, waiting until deadline (monotonic seconds). A
  * 0xFF byte (the guest agent's sync delimiter) resets the line. */
@@ -132,7 +155,8 @@ static void jc_close(jconn *c)
 
 struct rp_qmp {
   jconn c;
-  char *sock;
+  char *sock;  /* the unix socket, or "libvirt:<domain>" */
+  rp_lv *lv;   /* the libvirt transport (monitor passthrough), or NULL */
   long id;
 };
 
@@ -141,6 +165,7 @@ void rp_qmp_close(rp_qmp *q)
   if (!q)
     return;
   jc_close(&q->c);
+  rp_lv_close(q->lv);
   free(q->sock);
   free(q);
 }
@@ -155,18 +180,30 @@ int rp_qmp_connect(const char *sock, int timeout_ms, rp_qmp **out)
     rp_qmp_close(q);
     return -1;
   }
-  json_t *g = NULL;
-  /* QEMU serves one QMP client at a time: a second one waits, greeting-less */
-  if (jc_recv(&q->c, rp_monotonic() + timeout_ms / 1000.0, &g) < 0 ||
-      !json_object_get(g, "QMP")) {
+  /* QEMU serves one QMP client at a time: a second one waits, greeting-less.
+   * A proxy (virt-qemu-qmp-proxy) sends the events it queued before its
+   * greeting: skip them. */
+  double deadline = rp_monotonic() + timeout_ms / 1000.0;
+  for (;;) {
+    json_t *g = NULL;
+    if (jc_recv(&q->c, deadline, &g) < 0) {
+      rp_err_set(RP_E_TIMEOUT, 0,
+                 "QMP %s: no greeting within %d ms (is another client connected to it?)", sock,
+                 timeout_ms);
+      rp_qmp_close(q);
+      return -1;
+    }
+    bool greeting = json_object_get(g, "QMP") != NULL, event = json_object_get(g, "event") != NULL;
     json_decref(g);
-    rp_err_set(RP_E_TIMEOUT, 0,
-               "QMP %s: no greeting within %d ms (is another client connected to it?)", sock,
-               timeout_ms);
-    rp_qmp_close(q);
-    return -1;
+    if (greeting)
+      break;
+    if (!event) {
+      rp_err_set(RP_E_FAILED, 0, "QMP %s: the first message is neither a greeting nor an event",
+                 sock);
+      rp_qmp_close(q);
+      return -1;
+    }
   }
-  json_decref(g);
   if (rp_qmp_exec(q, "qmp_capabilities", NULL, NULL, timeout_ms) < 0) {
     rp_qmp_close(q);
     return -1;
@@ -175,14 +212,59 @@ int rp_qmp_connect(const char *sock, int timeout_ms, rp_qmp **out)
   return 0;
 }
 
-int rp_qmp_exec(rp_qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms)
+/* Takes ownership of lv. */
+static rp_qmp *qmp_over_libvirt(rp_lv *lv)
+{
+  rp_qmp *q = rp_xcalloc(1, sizeof *q);
+  q->c.fd = -1;
+  q->lv = lv;
+  q->sock = rp_xasprintf("libvirt:%s", rp_lv_name(lv));
+  return q;
+}
+
+/* The answer r to command cmd: its "return", or the QMP error. */
+static int qmp_answer(json_t *r, const char *cmd, json_t **ret)
+{
+  json_t *err = json_object_get(r, "error");
+  if (err) {
+    const char *d = json_string_value(json_object_get(err, "desc"));
+    return rp_err_set(RP_E_FAILED, 0, "QMP %s: %s", cmd, d ? d : "error");
+  }
+  if (ret)
+    *ret = json_incref(json_object_get(r, "return"));
+  return 0;
+}
+
+static int qmp_exec_fd(rp_qmp *q, const char *cmd, json_t *args, int fd, json_t **ret,
+                       int timeout_ms)
 {
   long id = ++q->id;
   json_t *m = json_pack("{s:s,s:I}", "execute", cmd, "id", (json_int_t)id);
   if (args)
     json_object_set_new(m, "arguments", args);
   double t0 = rp_monotonic();
-  if (jc_send(&q->c, m) < 0)
+  if (q->lv) {
+    /* libvirt numbers the commands itself */
+    json_object_del(m, "id");
+    char *txt = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    char *reply = NULL;
+    int rc = rp_lv_qmp(q->lv, txt, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, &reply);
+    free(txt);
+    if (rc < 0)
+      return rp_err_prefix("QMP %s %s", q->sock, cmd);
+    json_error_t je;
+    json_t *r = json_loads(reply, 0, &je);
+    free(reply);
+    if (!r)
+      return rp_err_set(RP_E_FAILED, 0, "QMP %s %s: unreadable answer from libvirt", q->sock, cmd);
+    rc = qmp_answer(r, cmd, ret);
+    json_decref(r);
+    if (rc == 0)
+      rp_trace("QMP %s (libvirt): %.2f ms", cmd, (rp_monotonic() - t0) * 1000);
+    return rc;
+  }
+  if (jc_send_fd(&q->c, m, fd) < 0)
     return rp_err_prefix("QMP %s %s", q->sock, cmd);
   for (;;) {
     json_t *r;
@@ -193,19 +275,17 @@ int rp_qmp_exec(rp_qmp *q, const char *cmd, json_t *args, json_t **ret, int time
       json_decref(r);
       continue;
     }
-    json_t *err = json_object_get(r, "error");
-    if (err) {
-      const char *d = json_string_value(json_object_get(err, "desc"));
-      rp_err_set(RP_E_FAILED, 0, "QMP %s: %s", cmd, d ? d : "error");
-      json_decref(r);
-      return -1;
-    }
-    rp_trace("QMP %s: %.2f ms", cmd, (rp_monotonic() - t0) * 1000);
-    if (ret)
-      *ret = json_incref(json_object_get(r, "return"));
+    int rc = qmp_answer(r, cmd, ret);
     json_decref(r);
-    return 0;
+    if (rc == 0)
+      rp_trace("QMP %s: %.2f ms", cmd, (rp_monotonic() - t0) * 1000);
+    return rc;
   }
+}
+
+int rp_qmp_exec(rp_qmp *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms)
+{
+  return qmp_exec_fd(q, cmd, args, -1, ret, timeout_ms);
 }
 
 /* ---- attach ------------------------------------------------------------- */
@@ -286,12 +366,110 @@ static bool image_locked(const char *path)
   return locked;
 }
 
+/* A block job nobody of ours started (libvirt's backup, blockcopy,
+ * blockcommit, another tool's): a capture or export beside it would get
+ * QEMU's raw "Need a root block node" or race it. */
+static int foreign_jobs(rp_vm *vm, const char *vs_name)
+{
+  json_t *jobs = NULL;
+  if (rp_qmp_exec(vm->q, "query-block-jobs", NULL, &jobs, 5000) < 0)
+    return -1;
+  int rc = 0;
+  for (size_t i = 0; i < json_array_size(jobs) && rc == 0; i++) {
+    json_t *j = json_array_get(jobs, i);
+    const char *dev = json_string_value(json_object_get(j, "device"));
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (dev && !strncmp(dev, "rpf-", 4))
+      continue; /* our fleecing views */
+    rc = rp_err_set(RP_E_IN_USE, 0,
+                    "a %s block job '%s' that refpoint did not start runs on the VM %s (a libvirt "
+                    "backup, blockcopy or blockcommit?); try again when it has ended",
+                    type ? type : "", dev ? dev : "?", vs_name);
+  }
+  json_decref(jobs);
+  return rc;
+}
+
+static int qmp_lock(rp_vm *vm, const char *state_dir, const rp_vs_info *vs, int lock_wait_ms)
+{
+  CLEANUP_FREE char *lp = rp_xasprintf("%s/locks/%s.qmp", state_dir, vs->name);
+  vm->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (vm->lock_fd < 0)
+    return rp_err_set(rp_err_from_errno(errno), errno, "lock %s", lp);
+  double until = rp_monotonic() + lock_wait_ms / 1000.0;
+  while (flock(vm->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    if (rp_monotonic() > until)
+      return rp_err_set(RP_E_IN_USE, 0,
+                        "the QMP socket of %s is in use by another refpoint operation",
+                        vs->element_name);
+    sleep_ms(2);
+  }
+  return 0;
+}
+
+static int match_nodes(rp_vm *vm, const rp_vs_info *vs);
+
+/* A libvirt domain: its state from libvirt; QMP through libvirt's monitor
+ * passthrough while it runs. */
+static int attach_libvirt(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms,
+                          rp_vm **out, char **state)
+{
+  rp_lv *lv = NULL;
+  char *st = NULL;
+  bool active = false;
+  if (rp_lv_open(vs->libvirt_uri, vs->name, &lv) < 0 || rp_lv_state(lv, &st, &active) < 0) {
+    rp_lv_close(lv);
+    return rp_err_prefix("virtual system %s", vs->element_name);
+  }
+  if (!active) {
+    rp_lv_close(lv);
+    if (state)
+      *state = st;
+    else
+      free(st);
+    return 0;
+  }
+  rp_vm *vm = rp_xcalloc(1, sizeof *vm);
+  vm->lock_fd = -1;
+  char *what = NULL;
+  if (rp_lv_busy(lv, &what) < 0)
+    goto fail;
+  if (what) {
+    rp_err_set(RP_E_IN_USE, 0, "%s; try again when it has ended", what);
+    free(what);
+    goto fail;
+  }
+  if (qmp_lock(vm, state_dir, vs, lock_wait_ms) < 0)
+    goto fail;
+  vm->q = qmp_over_libvirt(lv);
+  lv = NULL;
+  vm->state = st;
+  st = NULL;
+  if (!strcmp(vm->state, "blocked"))
+    strcpy(vm->state, "running"); /* (libvirt: running, waiting for a resource) */
+  if (match_nodes(vm, vs) < 0)
+    goto fail;
+  rp_trace("attached to libvirt domain %s: %s", vs->element_name, vm->state);
+  if (state)
+    *state = rp_xstrdup(vm->state);
+  *out = vm;
+  return 0;
+fail:
+  free(st);
+  rp_lv_close(lv);
+  rp_err_prefix("virtual system %s", vs->element_name);
+  rp_vm_detach(vm);
+  return -1;
+}
+
 int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, rp_vm **out,
                  char **state)
 {
   *out = NULL;
   if (state)
     *state = NULL;
+  if (vs->libvirt_uri)
+    return attach_libvirt(state_dir, vs, lock_wait_ms, out, state);
   if (!vs->qmp_socket || !*vs->qmp_socket) {
     if (state)
       *state = rp_xstrdup("shut off");
@@ -299,21 +477,8 @@ int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, 
   }
   rp_vm *vm = rp_xcalloc(1, sizeof *vm);
   vm->lock_fd = -1;
-  CLEANUP_FREE char *lp = rp_xasprintf("%s/locks/%s.qmp", state_dir, vs->name);
-  vm->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (vm->lock_fd < 0) {
-    rp_err_set(rp_err_from_errno(errno), errno, "lock %s", lp);
+  if (qmp_lock(vm, state_dir, vs, lock_wait_ms) < 0)
     goto fail;
-  }
-  double until = rp_monotonic() + lock_wait_ms / 1000.0;
-  while (flock(vm->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-    if (rp_monotonic() > until) {
-      rp_err_set(RP_E_IN_USE, 0, "the QMP socket of %s is in use by another refpoint operation",
-                 vs->element_name);
-      goto fail;
-    }
-    sleep_ms(2);
-  }
   if (rp_qmp_connect(vs->qmp_socket, 5000, &vm->q) < 0) {
     const rp_error *e = rp_last_error();
     if (e->code == RP_E_NOT_AVAILABLE &&
@@ -338,7 +503,7 @@ int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, 
     }
     goto fail;
   }
-  json_t *st = NULL, *nodes = NULL;
+  json_t *st = NULL;
   if (rp_qmp_exec(vm->q, "query-status", NULL, &st, 5000) < 0)
     goto fail;
   const char *s = json_string_value(json_object_get(st, "status"));
@@ -348,8 +513,26 @@ int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, 
     s = "paused";
   vm->state = rp_xstrdup(s);
   json_decref(st);
-  if (named_nodes(vm->q, &nodes) < 0)
+  if (match_nodes(vm, vs) < 0)
     goto fail;
+  rp_trace("attached to %s: %s", vs->qmp_socket, vm->state);
+  if (state)
+    *state = rp_xstrdup(vm->state);
+  *out = vm;
+  return 0;
+fail:
+  rp_err_prefix("virtual system %s", vs->element_name);
+  rp_vm_detach(vm);
+  return -1;
+}
+
+/* Every disk of vs to the writable qcow2 node QEMU has open on its file;
+ * then no foreign block job may run. */
+static int match_nodes(rp_vm *vm, const rp_vs_info *vs)
+{
+  json_t *nodes = NULL;
+  if (named_nodes(vm->q, &nodes) < 0)
+    return -1;
   vm->n = vs->n_disks;
   vm->paths = rp_xcalloc(vm->n, sizeof(char *));
   vm->nodes = rp_xcalloc(vm->n, sizeof(char *));
@@ -365,20 +548,12 @@ int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, 
                      "has no qcow2 node on that file)",
                  vs->disks[i].instance_id, vs->disks[i].path, vs->element_name);
       json_decref(nodes);
-      goto fail;
+      return -1;
     }
     vm->nodes[i] = rp_xstrdup(json_string_value(json_object_get(n, "node-name")));
   }
   json_decref(nodes);
-  rp_trace("attached to %s: %s", vs->qmp_socket, vm->state);
-  if (state)
-    *state = rp_xstrdup(vm->state);
-  *out = vm;
-  return 0;
-fail:
-  rp_err_prefix("virtual system %s", vs->element_name);
-  rp_vm_detach(vm);
-  return -1;
+  return foreign_jobs(vm, vs->element_name);
 }
 
 /* ---- image state and changes -------------------------------------------- */
@@ -538,20 +713,47 @@ static int nbd_server_get(rp_vm *vm)
   }
   free(vm->nbd_sock);
   vm->nbd_sock = rp_xasprintf("%s/s", vm->nbd_dir);
-  if (rp_qmp_exec(vm->q, "nbd-server-start",
-                  json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "unix", "data", "path",
-                            vm->nbd_sock),
-                  NULL, QMP_TIMEOUT_MS) < 0) {
-    if (strstr(rp_last_error()->message, "already"))
-      rp_err_set(RP_E_NOT_AVAILABLE, 0,
-                 "the VM's NBD server is already running (started by someone else); refpoint "
-                 "needs it to read from a running VM");
-    rp_rm_rf(vm->nbd_dir);
-    vm->nbd_dir[0] = 0;
-    vm->nbd_users--;
-    return -1;
+  /* QEMU gets the listening socket as a descriptor, never the path: an
+   * unprivileged QEMU (libvirt's libvirt-qemu user) cannot create files in
+   * our 0700 directory, and needs no label for a passed descriptor */
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", vm->nbd_sock);
+  char fdname[48];
+  snprintf(fdname, sizeof fdname, "rpnbd-%ld", (long)getpid());
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool passed = false;
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 16) < 0) {
+    rp_err_set(RP_E_FAILED, errno, "NBD socket %s", vm->nbd_sock);
+    goto fail;
   }
+  if (qmp_exec_fd(vm->q, "getfd", json_pack("{s:s}", "fdname", fdname), lfd, NULL,
+                  QMP_TIMEOUT_MS) < 0)
+    goto fail;
+  passed = true;
+  if (rp_qmp_exec(vm->q, "nbd-server-start",
+                  json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "fd", "data", "str", fdname), NULL,
+                  QMP_TIMEOUT_MS) < 0) {
+    if (strstr(rp_last_error()->message, "already"))
+      rp_err_set(RP_E_IN_USE, 0,
+                 "the VM's NBD server is already running (started by someone else: a libvirt "
+                 "pull backup?); refpoint needs it to read from a running VM; try again when it "
+                 "has stopped");
+    goto fail;
+  }
+  close(lfd);
   return 0;
+fail:
+  if (passed) {
+    rp_error saved = *rp_last_error();
+    rp_qmp_exec(vm->q, "closefd", json_pack("{s:s}", "fdname", fdname), NULL, QMP_TIMEOUT_MS);
+    *(rp_error *)rp_last_error() = saved;
+  }
+  if (lfd >= 0)
+    close(lfd);
+  rp_rm_rf(vm->nbd_dir);
+  vm->nbd_dir[0] = 0;
+  vm->nbd_users--;
+  return -1;
 }
 
 static void nbd_server_put(rp_vm *vm)
@@ -708,10 +910,32 @@ int rp_vm_fleece_capture(rp_vm *vm, size_t n, const char *const *nodes,
   size_t added = 0;
   int rc = -1;
   for (; added < n; added++) {
+    /* the scratch image reaches QEMU as a descriptor in an fd set
+     * (add-fd + /dev/fdset/N), never as a path: our state directory is
+     * 0700 root, an unprivileged QEMU could not open it */
+    int fd = open(files[added], O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      rp_err_set(rp_err_from_errno(errno), errno, "fleecing scratch %s", files[added]);
+      goto out;
+    }
+    json_t *fs = NULL;
+    int arc = qmp_exec_fd(vm->q, "add-fd", NULL, fd, &fs, QMP_TIMEOUT_MS);
+    close(fd);
+    if (arc < 0)
+      goto out;
+    json_int_t set = json_integer_value(json_object_get(fs, "fdset-id"));
+    json_decref(fs);
+    CLEANUP_FREE char *fname = rp_xasprintf("/dev/fdset/%lld", (long long)set);
     json_t *args = json_pack("{s:s,s:s,s:{s:s,s:s},s:s}", "driver", "qcow2", "node-name",
-                             fnodes[added], "file", "driver", "file", "filename", files[added],
+                             fnodes[added], "file", "driver", "file", "filename", fname,
                              "backing", nodes[added]);
-    if (rp_qmp_exec(vm->q, "blockdev-add", args, NULL, QMP_TIMEOUT_MS) < 0)
+    int brc = rp_qmp_exec(vm->q, "blockdev-add", args, NULL, QMP_TIMEOUT_MS);
+    /* the node holds its own duplicate now; the set goes (QEMU closes our
+     * descriptor once nothing uses it) */
+    rp_error saved = *rp_last_error();
+    rp_qmp_exec(vm->q, "remove-fd", json_pack("{s:I}", "fdset-id", set), NULL, QMP_TIMEOUT_MS);
+    *(rp_error *)rp_last_error() = saved;
+    if (brc < 0)
       goto out;
   }
   json_t *a = json_array();

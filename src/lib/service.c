@@ -19,6 +19,7 @@
  * whose data or change tracking is gone, with the reason. */
 #include "service.h"
 #include "live.h"
+#include "lvirt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -141,9 +142,90 @@ void rp_vs_unlock(int fd)
     close(fd); /* releases the flock */
 }
 
-int rp_op_attach(rp_ctx *ctx, const rp_vs_info *vs)
+/* A libvirt VS: its disks as the domain XML has them now, against the
+ * store. A disk libvirt moved to another file (blockcopy pivot, an edited
+ * XML) is recorded: the store follows the new file, whose reconciliation
+ * then finds which snapshots and bitmaps came along (blockcopy carries only
+ * recording bitmaps) and marks the older RPs with the reason. An external
+ * snapshot overlay on top, a removed disk or a disk that is no longer
+ * qcow2 are refused with the cause: nothing is recorded, since blockcommit
+ * or an undo brings the disk back unchanged. */
+static int sync_libvirt_disks(rp_ctx *ctx, rp_vs_info *vs)
+{
+  if (!vs->libvirt_uri)
+    return 0;
+  rp_lv *lv = NULL;
+  rp_lv_disk *xd = NULL;
+  size_t nx = 0;
+  int rc = -1;
+  if (rp_lv_open(vs->libvirt_uri, vs->name, &lv) < 0 || rp_lv_disks(lv, &xd, &nx) < 0)
+    goto out;
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    rp_disk_info *d = &vs->disks[i];
+    const rp_lv_disk *x = NULL;
+    for (size_t j = 0; j < nx && !x; j++)
+      if (d->target && !strcmp(xd[j].target, d->target))
+        x = &xd[j];
+    for (size_t j = 0; j < nx && !x; j++) /* target renamed, same file */
+      if (xd[j].source && !strcmp(xd[j].source, d->path))
+        x = &xd[j];
+    if (!x) {
+      rp_err_set(RP_E_DISK_CHANGED, 0,
+                 "disk %s (target %s, %s) is no longer a disk of libvirt domain %s (removed, "
+                 "or its target renamed)",
+                 d->instance_id, d->target ? d->target : "?", d->path, rp_lv_name(lv));
+      goto out;
+    }
+    if (x->source && !strcmp(x->source, d->path))
+      continue;
+    if (x->overlay) {
+      rp_err_set(RP_E_DISK_CHANGED, 0,
+                 "disk %s (target %s) of libvirt domain %s now writes to %s, an external "
+                 "snapshot overlay on top of %s; refpoint works on the active layer it "
+                 "registered: merge the overlay back (virsh blockcommit %s %s --active --pivot) "
+                 "and try again",
+                 d->instance_id, x->target, rp_lv_name(lv), x->source ? x->source : "?", d->path,
+                 rp_lv_name(lv), x->target);
+      goto out;
+    }
+    const char *why = rp_lv_disk_uncovered(x);
+    if (why) {
+      rp_err_set(RP_E_DISK_CHANGED, 0,
+                 "disk %s (target %s) of libvirt domain %s moved from %s to %s, which refpoint "
+                 "cannot cover (%s)",
+                 d->instance_id, x->target, rp_lv_name(lv), d->path, x->source ? x->source : "?",
+                 why);
+      goto out;
+    }
+    rp_warnf(ctx,
+             "disk %s (target %s) of libvirt domain %s moved from %s to %s (blockcopy pivot, or "
+             "the domain XML was edited); reference points keep only what came along to the new "
+             "file",
+             d->instance_id, x->target, rp_lv_name(lv), d->path, x->source);
+    if (rp_store_begin(ctx->st) < 0)
+      goto out;
+    if (rp_store_disk_set_path(ctx->st, d->guid, x->source) < 0 || rp_store_commit(ctx->st) < 0) {
+      rp_store_rollback(ctx->st);
+      if (strstr(rp_last_error()->message, "UNIQUE"))
+        rp_err_set(RP_E_DISK_CHANGED, 0, "disk %s moved to %s, which another registered disk uses",
+                   d->instance_id, x->source);
+      goto out;
+    }
+    free(d->path);
+    d->path = rp_xstrdup(x->source);
+  }
+  rc = 0;
+out:
+  rp_lv_disks_free(xd, nx);
+  rp_lv_close(lv);
+  return rc;
+}
+
+int rp_op_attach(rp_ctx *ctx, rp_vs_info *vs)
 {
   rp_op_detach(ctx);
+  if (sync_libvirt_disks(ctx, vs) < 0)
+    return rp_err_prefix("virtual system %s", vs->element_name);
   return rp_vm_attach(ctx->dir, vs, 30000, &ctx->vm, NULL);
 }
 
@@ -714,6 +796,167 @@ fail:
   return -1;
 }
 
+void rp_strv_free(char **v, size_t n)
+{
+  for (size_t i = 0; v && i < n; i++)
+    free(v[i]);
+  free(v);
+}
+
+static void strv_push(char ***v, size_t *n, char *s)
+{
+  *v = rp_xrealloc(*v, (*n + 1) * sizeof **v);
+  (*v)[(*n)++] = s;
+}
+
+int rp_vs_add_libvirt(rp_ctx *ctx, const char *uri, const char *domain, const rp_vs_opts *opts,
+                      rp_vs_info **out, char ***skipped, size_t *n_skipped)
+{
+  rp_err_clear();
+  char **sk = NULL;
+  size_t nsk = 0;
+  if (skipped) {
+    *skipped = NULL;
+    *n_skipped = 0;
+  }
+  if (opts && opts->qmp_socket)
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                      "vm add: --libvirt takes QMP from libvirt; --qmp is for plain QEMU");
+  if (opts && (check_socket("vm add: the guest agent", opts->agent_socket) < 0 ||
+               check_capture("vm add", opts->capture) < 0))
+    return -1;
+  if (!domain || !*domain || strlen(domain) > 256)
+    return rp_err_set(RP_E_INVALID_PARAMETER, 0, "vm add: a libvirt domain name or UUID is needed");
+  rp_lv *lv = NULL;
+  rp_lv_disk *xd = NULL;
+  size_t nx = 0;
+  rp_vs_info *vs = NULL;
+  if (rp_lv_open(uri, domain, &lv) < 0 || rp_lv_disks(lv, &xd, &nx) < 0) {
+    rp_err_prefix("vm add");
+    goto fail;
+  }
+  rp_vs_info *old = NULL;
+  if (rp_store_vs_get(ctx->st, rp_lv_uuid(lv), &old) == 0 ||
+      rp_store_vs_get(ctx->st, rp_lv_name(lv), &old) == 0) {
+    rp_err_set(RP_E_INVALID_PARAMETER, 0,
+               "vm add: libvirt domain %s (%s) is already registered (as %s, %s)", rp_lv_name(lv),
+               rp_lv_uuid(lv), old->element_name, old->name);
+    rp_vs_info_free(old);
+    goto fail;
+  }
+  rp_err_clear();
+  vs = rp_xcalloc(1, sizeof *vs);
+  vs->name = rp_xstrdup(rp_lv_uuid(lv));
+  vs->element_name = rp_xstrdup(rp_lv_name(lv));
+  vs->libvirt_uri = rp_xstrdup(uri ? uri : RP_LIBVIRT_DEFAULT_URI);
+  vs->runtime_state = rp_xstrdup("shut off");
+  if (opts && opts->agent_socket)
+    vs->agent_socket = rp_abspath(opts->agent_socket);
+  if (opts && opts->capture)
+    vs->capture = rp_xstrdup(opts->capture);
+  vs->disks = rp_xcalloc(nx ? nx : 1, sizeof *vs->disks);
+  for (size_t j = 0; j < nx; j++) {
+    const char *why = rp_lv_disk_uncovered(&xd[j]);
+    if (why) {
+      strv_push(&sk, &nsk,
+                rp_xasprintf("%s %s: not covered: %s", xd[j].target,
+                             xd[j].source ? xd[j].source : "(no source)", why));
+      continue;
+    }
+    if (xd[j].overlay) {
+      strv_push(&sk, &nsk,
+                rp_xasprintf("%s %s: not covered: an external snapshot overlay is active on it "
+                             "(virsh blockcommit, then vm add again)",
+                             xd[j].target, xd[j].source));
+      continue;
+    }
+    rp_disk_info *d = &vs->disks[vs->n_disks++];
+    char g[37];
+    rp_uuid(g);
+    d->guid = rp_xstrdup(g);
+    d->instance_id = rp_disk_instance_id(vs->name, g);
+    d->path = rp_xstrdup(xd[j].source);
+    d->target = rp_xstrdup(xd[j].target);
+  }
+  if (vs->n_disks == 0) {
+    rp_err_set(RP_E_INVALID_PARAMETER, 0,
+               "vm add: libvirt domain %s has no disk refpoint can cover (qcow2 file or block "
+               "device)%s%s",
+               rp_lv_name(lv), nsk ? ": " : "", nsk ? sk[0] : "");
+    goto fail;
+  }
+  if (check_disks(ctx, vs, "vm add") < 0)
+    goto fail;
+  if (rp_store_begin(ctx->st) < 0)
+    goto fail;
+  if (rp_store_vs_insert(ctx->st, vs) < 0) {
+    rp_store_rollback(ctx->st);
+    if (strstr(rp_last_error()->message, "UNIQUE"))
+      rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                 "vm add: a virtual system named '%s' or one of its disks is already registered",
+                 vs->element_name);
+    goto fail;
+  }
+  if (rp_store_commit(ctx->st) < 0)
+    goto fail;
+  rp_lv_disks_free(xd, nx);
+  rp_lv_close(lv);
+  if (out)
+    *out = vs;
+  else
+    rp_vs_info_free(vs);
+  if (skipped) {
+    *skipped = sk;
+    *n_skipped = nsk;
+  } else
+    rp_strv_free(sk, nsk);
+  return 0;
+fail:
+  rp_lv_disks_free(xd, nx);
+  rp_lv_close(lv);
+  rp_vs_info_free(vs);
+  rp_strv_free(sk, nsk);
+  return -1;
+}
+
+int rp_vs_discover(rp_ctx *ctx, const char *uri, rp_vs_info ***out, size_t *n, char ***skipped,
+                   size_t *n_skipped)
+{
+  rp_err_clear();
+  *out = NULL;
+  *n = 0;
+  *skipped = NULL;
+  *n_skipped = 0;
+  char **uuids = NULL, **names = NULL;
+  size_t nd = 0;
+  if (rp_lv_list(uri, &uuids, &names, &nd) < 0)
+    return rp_err_prefix("vm discover");
+  for (size_t i = 0; i < nd; i++) {
+    rp_vs_info *old = NULL;
+    if (rp_store_vs_get(ctx->st, uuids[i], &old) == 0) {
+      rp_vs_info_free(old);
+      continue;
+    }
+    rp_vs_info *vs = NULL;
+    char **sk = NULL;
+    size_t nsk = 0;
+    if (rp_vs_add_libvirt(ctx, uri, uuids[i], NULL, &vs, &sk, &nsk) < 0) {
+      strv_push(skipped, n_skipped, rp_xasprintf("%s (%s): %s", names[i], uuids[i],
+                                                 rp_last_error()->message));
+      continue;
+    }
+    for (size_t k = 0; k < nsk; k++)
+      strv_push(skipped, n_skipped, rp_xasprintf("%s: %s", names[i], sk[k]));
+    rp_strv_free(sk, nsk);
+    *out = rp_xrealloc(*out, (*n + 1) * sizeof **out);
+    (*out)[(*n)++] = vs;
+  }
+  rp_strv_free(uuids, nd);
+  rp_strv_free(names, nd);
+  rp_err_clear();
+  return 0;
+}
+
 int rp_vs_set_live(rp_ctx *ctx, const char *key, const rp_vs_opts *opts)
 {
   rp_err_clear();
@@ -727,7 +970,14 @@ int rp_vs_set_live(rp_ctx *ctx, const char *key, const rp_vs_opts *opts)
   rp_vs_info *vs;
   if (rp_store_vs_get(ctx->st, key, &vs) < 0)
     return -1;
-  int rc = -1, fd = rp_vs_lock(ctx, vs->name, true, "vm set");
+  int rc = -1, fd = -1;
+  if (vs->libvirt_uri && opts->qmp_socket) {
+    rp_err_set(RP_E_INVALID_PARAMETER, 0,
+               "vm set: %s is a libvirt domain: QMP goes through libvirt (--qmp is for plain QEMU)",
+               vs->element_name);
+    goto out;
+  }
+  fd = rp_vs_lock(ctx, vs->name, true, "vm set");
   if (fd < 0)
     goto out;
   free(vs->qmp_socket);
@@ -763,6 +1013,17 @@ static char *runtime_state(rp_ctx *ctx, const rp_vs_info *vs)
 {
   rp_error saved = *rp_last_error();
   char *st = NULL;
+  if (vs->libvirt_uri) {
+    /* libvirt knows; no monitor command (and no taint) for a listing */
+    rp_lv *lv = NULL;
+    if (rp_lv_open(vs->libvirt_uri, vs->name, &lv) < 0 || rp_lv_state(lv, &st, NULL) < 0)
+      st = rp_xstrdup(rp_last_error()->code == RP_E_NOT_FOUND
+                          ? "undefined (the libvirt domain is gone)"
+                          : "unknown (libvirt does not answer)");
+    rp_lv_close(lv);
+    *(rp_error *)rp_last_error() = saved;
+    return st;
+  }
   rp_vm *vm = NULL;
   if (rp_vm_attach(ctx->dir, vs, 2000, &vm, &st) < 0) {
     free(st);
@@ -837,8 +1098,10 @@ void rp_vs_info_free(rp_vs_info *vs)
     free(vs->disks[i].instance_id);
     free(vs->disks[i].guid);
     free(vs->disks[i].path);
+    free(vs->disks[i].target);
   }
   free(vs->disks);
+  free(vs->libvirt_uri);
   free(vs->name);
   free(vs->element_name);
   free(vs->runtime_state);

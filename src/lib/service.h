@@ -25,7 +25,7 @@ void rp_vs_unlock(int fd);
 /* Attaches ctx to the running VM of vs (live.h) for the operation that
  * holds vs's lock; leaves ctx->vm NULL when vs is shut off. Detach before
  * unlocking (rp_vs_unlock_op does both). */
-int rp_op_attach(rp_ctx *ctx, const rp_vs_info *vs);
+int rp_op_attach(rp_ctx *ctx, rp_vs_info *vs);
 void rp_op_detach(rp_ctx *ctx);
 void rp_vs_unlock_op(rp_ctx *ctx, int fd);
 

@@ -53,6 +53,8 @@ static const char *migrations[] = {
     /* 5: how a running VM's reference points keep their data (NULL: internal
      * snapshot; "fleecing"), and per RP how its data is kept */
     "ALTER TABLE vs ADD COLUMN capture TEXT; ALTER TABLE rp ADD COLUMN data_kind TEXT;",
+    /* 6: libvirt-managed VMs: the connection URI, and each disk's target dev */
+    "ALTER TABLE vs ADD COLUMN libvirt TEXT; ALTER TABLE disk ADD COLUMN target TEXT;",
 };
 
 int rp_store_open(const char *db_path, rp_store **out)
@@ -205,15 +207,16 @@ static char *col(sqlite3_stmt *s, int i)
 
 int rp_store_vs_insert(rp_store *st, const rp_vs_info *vs)
 {
-  if (run(st, prep(st, "INSERT INTO vs(guid,name,created,qmp,agent,capture) VALUES(?,?,?,?,?,?)",
-                   "ssisss", vs->name, vs->element_name, rp_now(), vs->qmp_socket,
-                   vs->agent_socket, vs->capture),
+  if (run(st,
+          prep(st, "INSERT INTO vs(guid,name,created,qmp,agent,capture,libvirt) VALUES(?,?,?,?,?,?,?)",
+               "ssissss", vs->name, vs->element_name, rp_now(), vs->qmp_socket, vs->agent_socket,
+               vs->capture, vs->libvirt_uri),
           "insert vs") < 0)
     return -1;
   for (size_t i = 0; i < vs->n_disks; i++)
-    if (run(st, prep(st, "INSERT INTO disk(guid,vs,idx,path,size) VALUES(?,?,?,?,?)", "ssisi",
-                     vs->disks[i].guid, vs->name, (int64_t)i, vs->disks[i].path,
-                     (int64_t)vs->disks[i].virtual_size),
+    if (run(st, prep(st, "INSERT INTO disk(guid,vs,idx,path,size,target) VALUES(?,?,?,?,?,?)",
+                     "ssisis", vs->disks[i].guid, vs->name, (int64_t)i, vs->disks[i].path,
+                     (int64_t)vs->disks[i].virtual_size, vs->disks[i].target),
             "insert disk") < 0)
       return -1;
   return 0;
@@ -221,7 +224,8 @@ int rp_store_vs_insert(rp_store *st, const rp_vs_info *vs)
 
 static int load_disks(rp_store *st, rp_vs_info *v)
 {
-  sqlite3_stmt *s = prep(st, "SELECT guid,path,size FROM disk WHERE vs=? ORDER BY idx", "s", v->name);
+  sqlite3_stmt *s =
+      prep(st, "SELECT guid,path,size,target FROM disk WHERE vs=? ORDER BY idx", "s", v->name);
   if (!s)
     return -1;
   size_t cap = 0;
@@ -235,6 +239,7 @@ static int load_disks(rp_store *st, rp_vs_info *v)
     d->guid = col(s, 0);
     d->path = col(s, 1);
     d->virtual_size = (uint64_t)sqlite3_column_int64(s, 2);
+    d->target = col(s, 3);
     d->instance_id = rp_disk_instance_id(v->name, d->guid);
   }
   sqlite3_finalize(s);
@@ -255,6 +260,7 @@ static int vs_query(rp_store *st, sqlite3_stmt *s, rp_vs_info ***out, size_t *n)
     v->qmp_socket = col(s, 2);
     v->agent_socket = col(s, 3);
     v->capture = col(s, 4);
+    v->libvirt_uri = col(s, 5);
     l = rp_xrealloc(l, (cnt + 1) * sizeof *l);
     l[cnt++] = v;
   }
@@ -277,7 +283,7 @@ int rp_store_vs_get(rp_store *st, const char *key, rp_vs_info **out)
 {
   rp_vs_info **l;
   size_t n;
-  if (vs_query(st, prep(st, "SELECT guid,name,qmp,agent,capture FROM vs WHERE guid=lower(?) OR name=?", "ss", key, key),
+  if (vs_query(st, prep(st, "SELECT guid,name,qmp,agent,capture,libvirt FROM vs WHERE guid=lower(?) OR name=?", "ss", key, key),
                &l, &n) < 0)
     return -1;
   if (n == 0) {
@@ -293,7 +299,7 @@ int rp_store_vs_get(rp_store *st, const char *key, rp_vs_info **out)
 
 int rp_store_vs_list(rp_store *st, rp_vs_info ***out, size_t *n)
 {
-  return vs_query(st, prep(st, "SELECT guid,name,qmp,agent,capture FROM vs ORDER BY created, name", NULL), out, n);
+  return vs_query(st, prep(st, "SELECT guid,name,qmp,agent,capture,libvirt FROM vs ORDER BY created, name", NULL), out, n);
 }
 
 int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent,
@@ -302,6 +308,13 @@ int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const 
   return run(st, prep(st, "UPDATE vs SET qmp=?, agent=?, capture=? WHERE guid=?", "ssss", qmp,
                       agent, capture, guid),
              "update vs");
+}
+
+int rp_store_disk_set_path(rp_store *st, const char *disk_guid, const char *path)
+{
+  return run(st, prep(st, "UPDATE disk SET path=?, checked_sig=NULL WHERE guid=?", "ss", path,
+                      disk_guid),
+             "update disk path");
 }
 
 int rp_store_vs_has_fleece(rp_store *st, const char *guid)

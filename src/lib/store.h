@@ -9,7 +9,7 @@
 #include "internal.h"
 #include <stdbool.h>
 
-#define RP_SCHEMA_VERSION 5
+#define RP_SCHEMA_VERSION 6
 
 typedef struct rp_store rp_store;
 
@@ -27,6 +27,8 @@ int rp_store_vs_delete(rp_store *st, const char *guid);
 /* 1 when a reference point of the VS keeps data in a fleecing view, 0 not. */
 int rp_store_vs_has_fleece(rp_store *st, const char *guid);
 /* Sets (NULL: clears) the QMP and guest agent sockets of a VS. */
+/* A disk's new file (libvirt moved it); forgets its checked signature. */
+int rp_store_disk_set_path(rp_store *st, const char *disk_guid, const char *path);
 int rp_store_vs_set_live(rp_store *st, const char *guid, const char *qmp, const char *agent,
                          const char *capture);
 /* The signature (inode, size, mtime, ctime) a disk file had when it was last

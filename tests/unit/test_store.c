@@ -127,6 +127,9 @@ static void migrates_v1(void **state)
   rp_vs_info *v;
   assert_int_equal(rp_store_vs_get(s, "old", &v), 0);
   assert_string_equal(v->disks[0].path, "/x/old.qcow2");
+  assert_null(v->libvirt_uri);      /* v6: a VM registered by hand */
+  assert_null(v->disks[0].target);
+  assert_int_equal(rp_store_disk_set_path(s, v->disks[0].guid, "/x/moved.qcow2"), 0);
   /* the new columns and tables are there */
   assert_int_equal(rp_store_disk_set_sig(s, v->disks[0].guid, "sig"), 0);
   char *sig = NULL;
