@@ -10,6 +10,7 @@ T=$(mktemp -d /tmp/rpt.XXXXXX)
 STATE=$T/state
 cleanup() {
   local rc=${1:-$?}   # (traps of tests that stop a daemon first pass it)
+  lv_cleanup 2>/dev/null || true   # libvirt domains this test defined
   # VMs this test started (pid files $T/*.pid), and helpers in the background
   for pf in "$T"/*.vmpid; do [ -f "$pf" ] && kill -9 "$(cat "$pf")" 2>/dev/null || true; done
   jobs -p | xargs -r kill -9 2>/dev/null || true
@@ -164,4 +165,74 @@ wbem_waitjob() {
     sleep 0.1
   done
   echo timeout
+}
+
+# ---- libvirt domains (a real libvirtd; TCG, no guest OS) ---------------------
+# need_libvirt: starts libvirtd (and virtlogd) when none runs, and stops
+# what it started when the test ends. Domains are named rpt-<pid>-NAME and
+# undefined by the cleanup.
+LV_STARTED=()
+need_libvirt() {
+  command -v libvirtd >/dev/null || skip "libvirtd is not installed (Debian package libvirt-daemon-system)"
+  command -v virsh >/dev/null || skip "virsh is not installed (Debian package libvirt-clients)"
+  if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && LV_STARTED+=(virtlogd); fi
+  if ! virsh -c qemu:///system version >/dev/null 2>&1; then
+    libvirtd -d || fail "libvirtd did not start"
+    LV_STARTED+=(libvirtd)
+    for _ in $(seq 100); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  virsh -c qemu:///system version >/dev/null 2>&1 || fail "libvirtd does not answer on qemu:///system"
+  chmod 0755 "$T"   # libvirt's unprivileged QEMU (libvirt-qemu) reaches the disks in it
+  # libvirt probes QEMU's capabilities as root but checks /dev/kvm as the
+  # QEMU user: with a /dev/kvm of root:root 0600 (not Debian's udev default
+  # root:kvm 0660) it finds its cache outdated on every call and probes
+  # again (~40 s per virsh define here). Give /dev/kvm Debian's default for
+  # the test, and put the mode back afterwards. (Domains are TCG anyway.)
+  if [ -c /dev/kvm ] && [ "$(stat -c %U:%G:%a /dev/kvm)" = root:root:600 ] && getent group kvm >/dev/null; then
+    LV_KVM_MODE=$(stat -c %a /dev/kvm)
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
+}
+lv_cleanup() {
+  local d
+  for d in $(virsh -q list --all --name 2>/dev/null | grep "^rpt-$$-"); do
+    virsh -q destroy "$d" >/dev/null 2>&1 || true
+    virsh -q undefine "$d" --checkpoints-metadata >/dev/null 2>&1 || virsh -q undefine "$d" >/dev/null 2>&1 || true
+  done
+  local p
+  for p in "${LV_STARTED[@]}"; do pkill -x "$p" 2>/dev/null || true; done
+  if [ -n "${LV_KVM_MODE:-}" ]; then chgrp root /dev/kvm; chmod "$LV_KVM_MODE" /dev/kvm; fi
+}
+# lv_define NAME DISK... : a TCG domain over the disks (vda, vdb, ... by file
+# type: *.qcow2 qcow2, *.raw raw; "cdrom" adds an empty CD-ROM); echoes the
+# domain name
+lv_define() {
+  local n="rpt-$$-$1"; shift
+  local disks="" i=0 d letters=abcdefgh
+  for d in "$@"; do
+    if [ "$d" = cdrom ]; then
+      disks+="<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><target dev='sda' bus='sata'/><readonly/></disk>"
+      continue
+    fi
+    local fmt=qcow2; case $d in *.raw) fmt=raw ;; esac
+    disks+="<disk type='file' device='disk'><driver name='qemu' type='$fmt'/><source file='$(readlink -f "$d")'/><target dev='vd${letters:$i:1}' bus='virtio'/></disk>"
+    i=$((i + 1))
+  done
+  cat >"$T/$n.xml" <<XML
+<domain type='qemu'><name>$n</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='q35'>hvm</type></os>
+<devices><emulator>$(command -v qemu-system-x86_64)</emulator>$disks
+<controller type='usb' model='none'/><memballoon model='none'/></devices></domain>
+XML
+  virsh -q define "$T/$n.xml" >/dev/null || fail "virsh define $n failed"
+  echo "$n"
+}
+# lwr DOMAIN DEV OFF LEN BYTE MIRROR: a guest write of LEN bytes of BYTE (hex,
+# e.g. 5a) through the domain's virtio disk DEV (virtio-disk0...) by HMP
+# qemu-io over libvirt, and the same bytes into the raw mirror
+lwr() {
+  virsh -q qemu-monitor-command "$1" --hmp "qemu-io -d /machine/peripheral/$2/virtio-backend \"write -P 0x$5 $3 $4\"" >"$T/lwr.out" 2>&1 || fail "guest write: $(cat "$T/lwr.out")"
+  [ -z "$(tr -d '\r\n' <"$T/lwr.out")" ] || fail "guest write: $(cat "$T/lwr.out")"
+  head -c "$4" /dev/zero | tr '\0' "\\$(printf '%03o' "0x$5")" |
+    dd of="$6" bs=64k seek="$3" oflag=seek_bytes conv=notrunc status=none
 }
