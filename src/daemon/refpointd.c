@@ -31,6 +31,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -54,6 +55,67 @@ typedef struct listener {
 static enum { AUTH_NONE, AUTH_FILE, AUTH_PAM } auth_kind;
 static const char *auth_arg; /* file path or PAM service */
 static unsigned conn_timeout = 30;
+/* --libvirt URI / "libvirt = URI": every domain of that connection is a
+ * virtual system, registered at the first request that sees it */
+static const char *libvirt_uri;
+
+/* Registers the domains libvirt has now (new ones appear at the next
+ * request); never fails a request: what cannot be registered is logged. */
+static void libvirt_refresh(rp_ctx *ctx)
+{
+  if (!libvirt_uri)
+    return;
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* one discovery at a time */
+  static char *seen[64];
+  static size_t nseen;
+  rp_vs_info **l;
+  size_t n, nsk;
+  char **sk;
+  pthread_mutex_lock(&mu);
+  if (rp_vs_discover(ctx, libvirt_uri, &l, &n, &sk, &nsk) < 0) {
+    fprintf(stderr, "refpointd: libvirt: %s\n", rp_last_error()->message);
+    pthread_mutex_unlock(&mu);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    fprintf(stderr, "refpointd: libvirt domain %s registered as %s\n", l[i]->element_name, l[i]->name);
+  /* (a domain without a coverable disk is tried again each time, logged once) */
+  for (size_t k = 0; k < nsk; k++) {
+    bool old = false;
+    for (size_t j = 0; j < nseen && !old; j++)
+      old = !strcmp(seen[j], sk[k]);
+    if (old)
+      continue;
+    fprintf(stderr, "refpointd: libvirt: %s\n", sk[k]);
+    if (nseen < 64)
+      seen[nseen++] = strdup(sk[k]);
+  }
+  pthread_mutex_unlock(&mu);
+  rp_vs_list_free(l, n);
+  rp_strv_free(sk, nsk);
+}
+
+/* A libvirt VS whose domain was undefined is not served (its state stays
+ * in the store: the domain may come back with the same UUID). */
+static bool vs_hidden(const rp_vs_info *v)
+{
+  return v->libvirt_uri && v->runtime_state && !strncmp(v->runtime_state, "undefined", 9);
+}
+
+static int served_vs_list(rp_ctx *ctx, rp_vs_info ***out, size_t *n)
+{
+  if (rp_vs_list(ctx, out, n) < 0)
+    return -1;
+  size_t k = 0;
+  for (size_t i = 0; i < *n; i++) {
+    if (vs_hidden((*out)[i]))
+      rp_vs_info_free((*out)[i]);
+    else
+      (*out)[k++] = (*out)[i];
+  }
+  *n = k;
+  return 0;
+}
 
 /* "user:hash" lines, hash from crypt(3) (e.g. openssl passwd -6) */
 static bool check_file(const char *user, const char *pass)
@@ -643,7 +705,7 @@ static int assoc_instances(rp_ctx *ctx, const char *cls, const cim_objpath *obj,
   if (!strcasecmp(cls, "Msvm_ReferencePointOfVirtualSystem")) {
     rp_vs_info **vl;
     size_t nv;
-    if (rp_vs_list(ctx, &vl, &nv) < 0)
+    if (served_vs_list(ctx, &vl, &nv) < 0)
       return cim_fail(r, 1, "%s", rp_last_error()->message);
     for (size_t v = 0; v < nv; v++) {
       if (ocls && !strcasecmp(ocls, "Msvm_ComputerSystem") &&
@@ -707,7 +769,7 @@ static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
   if (!strcasecmp(cls, "Msvm_ComputerSystem")) {
     rp_vs_info **l;
     size_t k;
-    if (rp_vs_list(ctx, &l, &k) < 0)
+    if (served_vs_list(ctx, &l, &k) < 0)
       return cim_fail(r, 1, "%s", rp_last_error()->message);
     *out = calloc(k ? k : 1, sizeof **out);
     for (size_t i = 0; i < k; i++)
@@ -727,7 +789,7 @@ static int list(rp_ctx *ctx, const char *cls, reply *r, inst **out, size_t *n)
   } else if (!strcasecmp(cls, "Msvm_StorageAllocationSettingData")) {
     rp_vs_info **l;
     size_t k;
-    if (rp_vs_list(ctx, &l, &k) < 0)
+    if (served_vs_list(ctx, &l, &k) < 0)
       return cim_fail(r, 1, "%s", rp_last_error()->message);
     size_t total = 0;
     for (size_t i = 0; i < k; i++)
@@ -782,9 +844,11 @@ static int get_one(rp_ctx *ctx, const char *cls, const cim_objpath *p, reply *r,
     const char *name = cim_objpath_key(p, "Name");
     rp_vs_info *vs;
     if (name && rp_is_guid(name) && rp_vs_get(ctx, name, &vs) == 0) {
-      vs_inst(out, vs);
+      if (!vs_hidden(vs)) {
+        vs_inst(out, vs);
+        found = 1;
+      }
       rp_vs_info_free(vs);
-      found = 1;
     }
   } else if (!strcasecmp(cls, "Msvm_VirtualSystemReferencePoint")) {
     const char *id = cim_objpath_key(p, "InstanceID");
@@ -1473,6 +1537,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     cim_fail(&r, 3, "namespace %s is not served (use " NS ")", q->nspace);
   else {
     rp_ctx *ctx = thread_ctx();
+    if (ctx)
+      libvirt_refresh(ctx);
     if (!ctx)
       cim_fail(&r, 1, "%s", rp_last_error()->message);
     else if (q->intrinsic)
@@ -1521,7 +1587,7 @@ static int usage(void)
 {
   fprintf(stderr,
           "usage: refpointd [--config FILE] [--state-dir DIR] [--listen ADDR]... [--auth pam[:SERVICE] | --auth file:PATH]\n"
-          "                 [--cert FILE --key FILE] [--export-root DIR]... [--timeout SECONDS] [--foreground]\n"
+          "                 [--cert FILE --key FILE] [--export-root DIR]... [--timeout SECONDS] [--libvirt [URI]] [--foreground]\n"
           "  ADDR: unix:PATH (default /run/refpoint/refpointd.sock) | http://HOST:PORT | https://HOST:PORT\n");
   return 2;
 }
@@ -1659,6 +1725,12 @@ static int apply(const char *k, const char *v)
       fprintf(stderr, "refpointd: auth is pam[:SERVICE] or file:PATH\n");
       return 2;
     }
+  } else if (!strcmp(k, "libvirt")) {
+    if (!*v || strlen(v) > 1024) {
+      fprintf(stderr, "refpointd: libvirt needs a connection URI (e.g. qemu:///system)\n");
+      return 2;
+    }
+    libvirt_uri = v;
   } else if (!strcmp(k, "export-root")) {
     char real[PATH_MAX];
     if (n_export_roots == 32) {
@@ -1716,6 +1788,10 @@ int main(int argc, char **argv)
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
       usage();
       return 0;
+    }
+    if (!strcmp(o, "--libvirt") && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
+      libvirt_uri = "qemu:///system"; /* --libvirt alone: the system connection */
+      continue;
     }
     if (strncmp(o, "--", 2) || i + 1 >= argc)
       return usage();

@@ -236,3 +236,11 @@ lwr() {
   head -c "$4" /dev/zero | tr '\0' "\\$(printf '%03o' "0x$5")" |
     dd of="$6" bs=64k seek="$3" oflag=seek_bytes conv=notrunc status=none
 }
+# cim_call PORT USER:PASS METHOD PARAMS-XML: an extrinsic call on the
+# service over CIM-XML with curl (for parameters wbemcli cannot express,
+# e.g. embedded instances); prints the response body
+cim_call() {
+  curl -s -u "$2" -X POST "http://127.0.0.1:$1/cimom" -H 'Content-Type: application/xml; charset="utf-8"' \
+    -H 'CIMOperation: MethodCall' -H "CIMMethod: $3" -H 'CIMObject: root%2Fvirtualization%2Fv2' \
+    --data-binary "<?xml version=\"1.0\" encoding=\"utf-8\" ?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"7\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><METHODCALL NAME=\"$3\"><LOCALINSTANCEPATH><LOCALNAMESPACEPATH><NAMESPACE NAME=\"root\"/><NAMESPACE NAME=\"virtualization\"/><NAMESPACE NAME=\"v2\"/></LOCALNAMESPACEPATH><INSTANCENAME CLASSNAME=\"Msvm_VirtualSystemReferencePointService\"><KEYBINDING NAME=\"CreationClassName\"><KEYVALUE>Msvm_VirtualSystemReferencePointService</KEYVALUE></KEYBINDING><KEYBINDING NAME=\"Name\"><KEYVALUE>refpoint</KEYVALUE></KEYBINDING></INSTANCENAME></LOCALINSTANCEPATH>$4</METHODCALL></SIMPLEREQ></MESSAGE></CIM>"
+}
