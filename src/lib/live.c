@@ -701,6 +701,47 @@ struct rp_vm_nbd {
 
 /* One NBD server per QEMU: started with the first export of this
  * attachment, stopped with its last. */
+/* QEMU's NBD server is running: when every export on it is one of ours
+ * whose process is gone (a refpoint killed during an export, or cut off
+ * from libvirtd), remove them and stop the server; true when it did. A
+ * server with any other export is someone else's and left alone. */
+static bool stale_nbd_server(rp_vm *vm)
+{
+  rp_error saved = *rp_last_error();
+  json_t *ex = NULL;
+  bool stale = rp_qmp_exec(vm->q, "query-block-exports", NULL, &ex, QMP_TIMEOUT_MS) == 0;
+  for (size_t i = 0; stale && i < json_array_size(ex); i++) {
+    const char *id = json_string_value(json_object_get(json_array_get(ex, i), "id"));
+    long pid = 0;
+    stale = id && sscanf(id, RP_PREFIX "x-%ld-", &pid) == 1 && pid > 0 &&
+            kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+  }
+  for (size_t i = 0; stale && i < json_array_size(ex); i++) {
+    json_t *e = json_array_get(ex, i);
+    const char *id = json_string_value(json_object_get(e, "id"));
+    const char *node = json_string_value(json_object_get(e, "node-name"));
+    rp_qmp_exec(vm->q, "block-export-del", json_pack("{s:s,s:s}", "id", id, "mode", "hard"), NULL,
+                QMP_TIMEOUT_MS);
+    /* its temporary union bitmap has the export's name (on the disk's node;
+     * for a fleecing view it sits on the view's backing and stays until
+     * QEMU exits: disabled, not persistent, harmless) */
+    for (int k = 0; node && k < 50; k++) {
+      if (rp_qmp_exec(vm->q, "block-dirty-bitmap-remove", json_pack("{s:s,s:s}", "node", node,
+                      "name", id), NULL, QMP_TIMEOUT_MS) == 0 ||
+          !strstr(rp_last_error()->message, "busy"))
+        break;
+      sleep_ms(2);
+    }
+  }
+  json_decref(ex);
+  if (stale)
+    stale = rp_qmp_exec(vm->q, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS) == 0;
+  if (stale)
+    rp_trace("stopped an NBD server left by a refpoint process that is gone");
+  *(rp_error *)rp_last_error() = saved;
+  return stale;
+}
+
 static int nbd_server_get(rp_vm *vm)
 {
   if (vm->nbd_users++ > 0)
@@ -730,9 +771,16 @@ static int nbd_server_get(rp_vm *vm)
                   QMP_TIMEOUT_MS) < 0)
     goto fail;
   passed = true;
-  if (rp_qmp_exec(vm->q, "nbd-server-start",
-                  json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "fd", "data", "str", fdname), NULL,
-                  QMP_TIMEOUT_MS) < 0) {
+  int src = rp_qmp_exec(vm->q, "nbd-server-start",
+                        json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "fd", "data", "str", fdname),
+                        NULL, QMP_TIMEOUT_MS);
+  if (src < 0 && strstr(rp_last_error()->message, "already") && stale_nbd_server(vm)) {
+    /* a server a killed refpoint left behind: stopped, start ours */
+    src = rp_qmp_exec(vm->q, "nbd-server-start",
+                      json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "fd", "data", "str", fdname),
+                      NULL, QMP_TIMEOUT_MS);
+  }
+  if (src < 0) {
     if (strstr(rp_last_error()->message, "already"))
       rp_err_set(RP_E_IN_USE, 0,
                  "the VM's NBD server is already running (started by someone else: a libvirt "

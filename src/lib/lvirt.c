@@ -241,8 +241,34 @@ int rp_lv_list(const char *uri, char ***uuids, char ***names, size_t *n)
   return 0;
 }
 
+/* libvirtd restarted since we connected: connect again before sending
+ * (never resend a command that may have been delivered) */
+static int lv_revive(rp_lv *lv)
+{
+  if (virConnectIsAlive(lv->conn) == 1)
+    return 0;
+  virConnectPtr c;
+  if (lv_connect(lv->uri, &c) < 0)
+    return -1;
+  virDomainPtr d = virDomainLookupByUUIDString(c, lv->uuid);
+  if (!d) {
+    rp_err_set(RP_E_NOT_FOUND, 0, "libvirt %s has no domain %s any more (undefined?)", lv->uri,
+               lv->name);
+    virConnectClose(c);
+    return -1;
+  }
+  virDomainFree(lv->dom);
+  virConnectClose(lv->conn);
+  lv->conn = c;
+  lv->dom = d;
+  rp_trace("libvirt connection to %s re-established", lv->uri);
+  return 0;
+}
+
 int rp_lv_qmp(rp_lv *lv, const char *cmd, const int *fds, size_t n_fds, char **reply)
 {
+  if (lv_revive(lv) < 0)
+    return -1;
   char *res = NULL;
   unsigned int nout = 0;
   int *outfds = NULL;
