@@ -3,13 +3,14 @@
 #   make demo     install missing Debian packages, build, run the demo
 #   make test     install missing Debian packages, build, run every test
 #   make bench    benchmarks against qemu-img convert and nbdcopy
-#   make bench-live  a running VM: capture pause, guest throughput, live export
+#   make bench-live  a running VM: capture pause, guest throughput, live export; then
+#                 bench-libvirt: a libvirt domain against libvirt push and virtnbdbackup
 #   make fuzz     libFuzzer on the CIM parsers (FUZZ_SECONDS each, default 60)
 #   make test runs the whole suite twice: against build/ and against an
 #   ASan+UBSan build (build-asan/). make check runs it once, against build/.
 BUILD ?= build
 
-.PHONY: all deps demo test check bench bench-daemon bench-live fuzz clean
+.PHONY: all deps demo test check bench bench-daemon bench-live bench-libvirt fuzz clean
 all: $(BUILD)/build.ninja
 	@ninja -C $(BUILD) >/dev/null
 
@@ -35,6 +36,11 @@ bench: all
 bench-live: all
 	@scripts/deps.sh --bench
 	@bench/live.sh
+	@bench/libvirt.sh
+
+bench-libvirt: all
+	@scripts/deps.sh --bench
+	@bench/libvirt.sh
 
 bench-daemon: all
 	@scripts/deps.sh --bench

@@ -13,7 +13,7 @@ PKGS=(
   libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 )
 case "${1:-}" in
-  --bench) PKGS+=(time wrk) ;;
+  --bench) PKGS+=(time wrk virtnbdbackup) ;;
   --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
 esac
 
