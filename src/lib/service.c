@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 void rp_warnf(rp_ctx *ctx, const char *fmt, ...)
@@ -62,6 +63,8 @@ static int fleece_drop(rp_ctx *ctx, const char *rp_guid, size_t n)
   }
   return rc;
 }
+
+static int check_writable(rp_ctx *ctx, const rp_vs_info *vs);
 
 static char *new_bitmap_name(void)
 {
@@ -375,6 +378,50 @@ static char *file_sig(const char *path)
                       st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
 }
 
+/* Our snapshots and bitmaps on disk d that no RP and no epoch of the store
+ * knows: left by a destroy that died after its commit, or whose clean-up
+ * failed. Runs under the exclusive VS lock after pending RPs were rolled
+ * back, so nothing of ours is half made. Temporary bitmaps (refpoint-x-)
+ * are an export's and left to it. */
+static void remove_orphans(rp_ctx *ctx, const rp_disk_info *d, const rp_image_state *s,
+                           const rp_epoch *ep, size_t nep, rp_rp_rec **rps, size_t nrp)
+{
+  for (size_t i = 0; i < s->n_snapshots; i++) {
+    const char *n = s->snapshots[i];
+    if (strncmp(n, RP_PREFIX "rp-", strlen(RP_PREFIX "rp-")))
+      continue;
+    bool known = false;
+    for (size_t k = 0; k < nrp && !known; k++) {
+      CLEANUP_FREE char *sn = rp_snapshot_name(rps[k]->info.guid);
+      known = !strcmp(sn, n);
+    }
+    if (known)
+      continue;
+    rp_warnf(ctx, "disk %s: removing snapshot %s of a reference point that no longer exists",
+             d->path, n);
+    if (rp_engine_snapshot_delete(ctx->vm, d->path, n) < 0)
+      rp_warnf(ctx, "%s", rp_last_error()->message);
+  }
+  for (size_t i = 0; i < s->n_bitmaps; i++) {
+    const char *n = s->bitmaps[i].name;
+    if (strncmp(n, RP_PREFIX, strlen(RP_PREFIX)) || !strncmp(n, RP_PREFIX "x-", strlen(RP_PREFIX "x-")) ||
+        !rp_is_uuid(n + strlen(RP_PREFIX)))
+      continue;
+    bool known = false;
+    for (size_t k = 0; k < nep && !known; k++)
+      known = !strcmp(ep[k].bitmap, n);
+    for (size_t k = 0; k < nrp && !known; k++)
+      for (size_t j = 0; j < rps[k]->info.n_disks && !known; j++)
+        known = !strcmp(rps[k]->info.rct_identifiers[j], n);
+    if (known)
+      continue;
+    rp_warnf(ctx, "disk %s: removing change-tracking bitmap %s that no epoch uses any more",
+             d->path, n);
+    if (rp_engine_bitmap_remove(ctx->vm, d->path, n) < 0)
+      rp_warnf(ctx, "%s", rp_last_error()->message);
+  }
+}
+
 int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state ***states_out)
 {
   rp_rp_rec **rps = NULL;
@@ -566,6 +613,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
         if (rp_image_has_snapshot(s, snap) && rp_engine_snapshot_delete(ctx->vm, d->path, snap) < 0)
           rp_warnf(ctx, "%s", rp_last_error()->message);
       }
+      remove_orphans(ctx, d, s, ep, nep, rps, nrp);
     }
     rp_epochs_free(ep, nep);
     /* remember the file as consistent: only when this pass found nothing
@@ -1317,7 +1365,8 @@ int rp_point_create(rp_ctx *ctx, const char *vs_key, uint16_t type, uint16_t con
   rp_freeze *frozen = NULL;
   if (fd < 0)
     goto out;
-  if (rp_op_attach(ctx, vs) < 0 || rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0) {
+  if (rp_op_attach(ctx, vs) < 0 || check_writable(ctx, vs) < 0 ||
+      rp_reconcile(ctx, vs, RECON_STRICT | RECON_REPAIR, &states) < 0) {
     rp_err_prefix("CreateReferencePoint");
     goto out;
   }
@@ -1536,6 +1585,27 @@ out:
 }
 
 /* Loads the RP and its VS, takes the exclusive lock and reconciles. */
+/* A shut-off VS's disks are changed by qemu-img: each must be writable,
+ * said plainly before anything is touched (qemu-img's "Could not open"
+ * would read as a missing disk). A running VM's QEMU holds them open. */
+static int check_writable(rp_ctx *ctx, const rp_vs_info *vs)
+{
+  if (ctx->vm)
+    return 0;
+  for (size_t i = 0; i < vs->n_disks; i++) {
+    struct statvfs sv;
+    if (statvfs(vs->disks[i].path, &sv) == 0 && (sv.f_flag & ST_RDONLY))
+      return rp_err_set(RP_E_FAILED, EROFS,
+                        "disk %s (%s) is on a read-only file system; nothing was changed",
+                        vs->disks[i].instance_id, vs->disks[i].path);
+    if (access(vs->disks[i].path, W_OK) < 0 && errno != ENOENT)
+      return rp_err_set(errno == EROFS ? RP_E_FAILED : RP_E_ACCESS_DENIED, errno,
+                        "disk %s (%s) is not writable: %s; nothing was changed",
+                        vs->disks[i].instance_id, vs->disks[i].path, strerror(errno));
+  }
+  return 0;
+}
+
 static int begin_rp_op(rp_ctx *ctx, const char *op, const char *id, rp_rp_rec **r, rp_vs_info **vs,
                        rp_image_state ***states, int *fd)
 {
@@ -1549,7 +1619,8 @@ static int begin_rp_op(rp_ctx *ctx, const char *op, const char *id, rp_rp_rec **
   *fd = rp_vs_lock(ctx, (*vs)->name, true, op);
   if (*fd < 0)
     return -1;
-  if (rp_op_attach(ctx, *vs) < 0 || rp_reconcile(ctx, *vs, RECON_REPAIR, states) < 0)
+  if (rp_op_attach(ctx, *vs) < 0 || check_writable(ctx, *vs) < 0 ||
+      rp_reconcile(ctx, *vs, RECON_REPAIR, states) < 0)
     return rp_err_prefix("%s", op);
   rp_rp_rec_free(*r);
   *r = NULL;
@@ -1637,26 +1708,15 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
     goto out;
   int64_t seq = r->info.sequence;
   snap = rp_snapshot_name(r->info.guid);
-  /* 1. associated data */
-  if (r->info.has_associated_data) {
-    if (rp_store_begin(ctx->st) < 0)
-      goto out;
-    if (rp_store_rp_set_data(ctx->st, r->info.guid, false, "being destroyed") < 0 ||
-        rp_store_commit(ctx->st) < 0) {
-      rp_store_rollback(ctx->st);
-      goto out;
-    }
-  }
+  /* The commit (step 2) is the one moment the RP goes: before it nothing
+   * the RP needs has changed (a merge only adds to the epoch before, which
+   * then over-reports: safe), after it only leftovers remain, which this
+   * call removes (step 3) and, if it dies or fails there, the next
+   * operation's reconciliation does (orphan snapshots and bitmaps). A
+   * fleecing view lives only in QEMU and goes first. */
   if (rp_is_fleece(r) && fleece_drop(ctx, r->info.guid, r->info.n_disks) < 0)
     goto out;
-  for (size_t i = 0; i < r->info.n_disks; i++) {
-    size_t k;
-    const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
-    if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
-        rp_engine_snapshot_delete(ctx->vm, d->path, snap) < 0)
-      goto out;
-  }
-  /* 2. merge the epoch that starts here into the one before */
+  /* 1. merge the epoch that starts here into the one before */
   if (rp_store_begin(ctx->st) < 0)
     goto out;
   for (size_t i = 0; i < vs->n_disks; i++) {
@@ -1702,10 +1762,22 @@ int rp_point_destroy(rp_ctx *ctx, const char *id, rp_job *job)
     if (erc < 0)
       goto tx_fail;
   }
+  rp_fault_point("destroy-before-commit");
+  /* 2. the RP goes */
   if (rp_store_rp_delete(ctx->st, r->info.guid) < 0 || rp_store_commit(ctx->st) < 0)
     goto tx_fail;
   rp_fault_point("destroy-after-commit");
-  /* 3. bitmaps no longer referenced */
+  /* 3. its snapshots and the bitmaps no longer referenced */
+  for (size_t i = 0; i < r->info.n_disks; i++) {
+    size_t k;
+    const rp_disk_info *d = rp_vs_disk(vs, r->disk_guids[i], &k);
+    if (d && states[k] && rp_image_has_snapshot(states[k], snap) &&
+        rp_engine_snapshot_delete(ctx->vm, d->path, snap) < 0)
+      rp_warnf(ctx, "DestroyReferencePoint: %s (the next operation removes it)",
+               rp_last_error()->message);
+    if (i == 0)
+      rp_fault_point("destroy-after-first-snapshot");
+  }
   for (size_t j = 0; j < ndrop; j++) {
     size_t i = strtoul(drop[j], NULL, 10);
     const char *b = strchr(drop[j], ':') + 1;
