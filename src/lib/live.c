@@ -304,6 +304,7 @@ void rp_vm_detach(rp_vm *vm)
   free(vm->paths);
   free(vm->nodes);
   free(vm->state);
+  free(vm->qemu_id);
   free(vm->nbd_sock);
   free(vm);
 }
@@ -441,6 +442,7 @@ static int attach_libvirt(const char *state_dir, const rp_vs_info *vs, int lock_
   }
   if (qmp_lock(vm, state_dir, vs, lock_wait_ms) < 0)
     goto fail;
+  vm->qemu_id = rp_xasprintf("libvirt:%d", rp_lv_domain_id(lv));
   vm->q = qmp_over_libvirt(lv);
   lv = NULL;
   vm->state = st;
@@ -502,6 +504,23 @@ int rp_vm_attach(const char *state_dir, const rp_vs_info *vs, int lock_wait_ms, 
       return 0;
     }
     goto fail;
+  }
+  {
+    /* which QEMU process this is: the peer of the QMP socket, and when it started */
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    unsigned long long start = 0;
+    if (getsockopt(vm->q->c.fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+      char sp[64];
+      snprintf(sp, sizeof sp, "/proc/%d/stat", (int)cr.pid);
+      CLEANUP_FREE char *stat = rp_read_file(sp, 1 << 16, NULL);
+      const char *rp = stat ? strrchr(stat, ')') : NULL;
+      for (int f = 2; rp && f < 22; f++) /* field 22: starttime */
+        rp = strchr(rp + 1, ' ');
+      if (rp)
+        start = strtoull(rp + 1, NULL, 10);
+      vm->qemu_id = rp_xasprintf("pid:%d:%llu", (int)cr.pid, start);
+    }
   }
   json_t *st = NULL;
   if (rp_qmp_exec(vm->q, "query-status", NULL, &st, 5000) < 0)

@@ -31,6 +31,8 @@ struct rp_vm {
   rp_qmp *q;
   int lock_fd;
   char *state;  /* "running", "paused", or QEMU's status name */
+  char *qemu_id; /* this QEMU process ("pid:PID:START" or "libvirt:ID"): a restarted
+                  * QEMU is another one even when the files did not change */
   size_t n;
   char **paths; /* the VS's disks, index-aligned with nodes */
   char **nodes; /* qcow2 node names */

@@ -100,6 +100,11 @@ fail:
 }
 
 const char *rp_lv_uuid(const rp_lv *lv) { return lv->uuid; }
+int rp_lv_domain_id(rp_lv *lv)
+{
+  unsigned int id = virDomainGetID(lv->dom);
+  return id == (unsigned int)-1 ? -1 : (int)id;
+}
 const char *rp_lv_name(const rp_lv *lv) { return lv->name; }
 
 int rp_lv_state(rp_lv *lv, char **state, bool *active)
@@ -324,6 +329,7 @@ int rp_lv_open(const char *uri, const char *domain, rp_lv **out) { return unsupp
 void rp_lv_close(rp_lv *lv) {}
 const char *rp_lv_uuid(const rp_lv *lv) { return ""; }
 const char *rp_lv_name(const rp_lv *lv) { return ""; }
+int rp_lv_domain_id(rp_lv *lv) { return -1; }
 int rp_lv_state(rp_lv *lv, char **state, bool *active) { return unsupported(); }
 int rp_lv_disks(rp_lv *lv, rp_lv_disk **out, size_t *n) { return unsupported(); }
 void rp_lv_disks_free(rp_lv_disk *d, size_t n) {}

@@ -38,6 +38,9 @@ const char *rp_lv_name(const rp_lv *lv);
  * (may be NULL): whether a QEMU process runs it. */
 int rp_lv_state(rp_lv *lv, char **state, bool *active);
 
+/* libvirt's id of the running domain (a new one at every start), or -1. */
+int rp_lv_domain_id(rp_lv *lv);
+
 /* One <disk> of the domain XML. */
 typedef struct rp_lv_disk {
   char *target;  /* "vda" */

@@ -422,6 +422,19 @@ static void remove_orphans(rp_ctx *ctx, const rp_disk_info *d, const rp_image_st
   }
 }
 
+/* The signature a disk is trusted by: its file's, and, while a QEMU runs
+ * it, which QEMU (a QEMU killed and started again holds the same unchanged
+ * file, but its bitmaps came up inconsistent). */
+static char *disk_sig(rp_ctx *ctx, const char *path)
+{
+  char *f = file_sig(path);
+  if (!f || !ctx->vm)
+    return f;
+  char *s = rp_xasprintf("%s|%s", f, ctx->vm->qemu_id ? ctx->vm->qemu_id : "qemu");
+  free(f);
+  return s;
+}
+
 int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state ***states_out)
 {
   rp_rp_rec **rps = NULL;
@@ -437,7 +450,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     /* (a fleecing view can vanish with QEMU without any file changing) */
     bool all_same = rp_store_vs_has_fleece(ctx->st, vs->name) == 0;
     for (size_t i = 0; i < vs->n_disks && all_same; i++) {
-      CLEANUP_FREE char *sg = file_sig(vs->disks[i].path);
+      CLEANUP_FREE char *sg = disk_sig(ctx, vs->disks[i].path);
       CLEANUP_FREE char *old = NULL;
       all_same = sg && rp_store_disk_sig(ctx->st, vs->disks[i].guid, &old) == 0 && old &&
                  !strcmp(old, sg);
@@ -502,7 +515,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     /* a pure read (rp show, rp list, enumerations) may trust a file that
      * has not changed since it was last found consistent; operations that
      * act on the images always look */
-    CLEANUP_FREE char *sig = file_sig(d->path);
+    CLEANUP_FREE char *sig = disk_sig(ctx, d->path);
     if ((flags & RECON_READ) && !pending && sig) {
       CLEANUP_FREE char *old = NULL;
       if (rp_store_disk_sig(ctx->st, d->guid, &old) == 0 && old && !strcmp(old, sig))
@@ -618,7 +631,7 @@ int rp_reconcile(rp_ctx *ctx, const rp_vs_info *vs, int flags, rp_image_state **
     rp_epochs_free(ep, nep);
     /* remember the file as consistent: only when this pass found nothing
      * and changed nothing on it (repairs move the signature anyway) */
-    CLEANUP_FREE char *sig2 = file_sig(d->path);
+    CLEANUP_FREE char *sig2 = disk_sig(ctx, d->path);
     if (!resized && !found && sig2 && sig && !strcmp(sig, sig2))
       rp_store_disk_set_sig(ctx->st, d->guid, sig);
     if (resized) {
