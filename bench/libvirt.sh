@@ -104,15 +104,15 @@ c_rp() {
   R vm add --libvirt rpbench >/dev/null
   local t0 t1 r1 r2
   sync; t0=$(now)
-  r1=$(R rp create rpbench); R export "$r1" out-rp >/dev/null; R rp remove-data "$r1" >/dev/null
+  r1=$(R rp create rpbench); R export "$r1" "$W/out-rp" >/dev/null; R rp remove-data "$r1" >/dev/null
   t1=$(now); full=$(ms $t0 $t1)
   writes
   sync; t0=$(now)
-  r2=$(R rp create rpbench); R export "$r2" out-rp --base "$r1" >/dev/null; R rp remove-data "$r2" >/dev/null
+  r2=$(R rp create rpbench); R export "$r2" "$W/out-rp" --base "$r1" >/dev/null; R rp remove-data "$r2" >/dev/null
   t1=$(now); inc=$(ms $t0 $t1)
   if [ "$round" = 1 ]; then  # correctness: the chain equals the disk
     virsh -q destroy rpbench --graceful >/dev/null
-    R restore "out-rp/${r1#Microsoft:}" "out-rp/${r2#Microsoft:}" --to out-rp/restored >/dev/null
+    R restore "$W/out-rp/${r1#Microsoft:}" "$W/out-rp/${r2#Microsoft:}" --to "$W/out-rp/restored" >/dev/null
     qemu-img compare -q out-rp/restored/*.qcow2 disk.qcow2 || { echo "refpoint chain differs"; exit 1; }
   fi
 }
