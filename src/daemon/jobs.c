@@ -5,6 +5,7 @@
 #include "jobs.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
@@ -404,6 +405,50 @@ static char *jstr(json_t *d, const char *k)
   return v ? strdup(v) : NULL;
 }
 
+/* Whether the export job j (restored as running) left a complete export:
+ * <export_dir>/<RP GUID>/manifest.json says Complete for this RP. Fills
+ * the job's disks and files from it. */
+static bool export_completed(djob *j)
+{
+  const char *id = j->v.rp_id ? j->v.rp_id : j->arg_rp;
+  if (!j->v.export_dir || !id)
+    return false;
+  const char *guid = !strncasecmp(id, "Microsoft:", 10) ? id + 10 : id;
+  if (strlen(guid) != 36 || strchr(guid, '/'))
+    return false;
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/%s/manifest.json", j->v.export_dir, guid) >= (int)sizeof path)
+    return false;
+  json_t *m = json_load_file(path, 0, NULL);
+  const char *mid = json_string_value(json_object_get(m, "ReferencePointId"));
+  bool ok = json_is_true(json_object_get(m, "Complete")) && mid &&
+            !strcasecmp(!strncasecmp(mid, "Microsoft:", 10) ? mid + 10 : mid, guid);
+  json_t *ds = json_object_get(m, "Disks");
+  if (ok && json_array_size(ds) > 0) {
+    for (size_t k = 0; k < j->v.n; k++) {
+      free(j->v.disks[k]);
+      free(j->v.files[k]);
+    }
+    free(j->v.disks);
+    free(j->v.files);
+    j->v.n = json_array_size(ds);
+    j->v.disks = calloc(j->v.n + 1, sizeof(char *));
+    j->v.files = calloc(j->v.n + 1, sizeof(char *));
+    for (size_t k = 0; k < j->v.n; k++) {
+      json_t *e = json_array_get(ds, k);
+      const char *iid = json_string_value(json_object_get(e, "InstanceID"));
+      const char *f = json_string_value(json_object_get(e, "File"));
+      j->v.disks[k] = iid ? strdup(iid) : NULL;
+      if (f && !strchr(f, '/') && asprintf(&j->v.files[k], "%s/%s/%s", j->v.export_dir, guid, f) < 0)
+        j->v.files[k] = NULL;
+    }
+    if (!j->v.export_path && asprintf(&j->v.export_path, "%s/%s", j->v.export_dir, guid) < 0)
+      j->v.export_path = NULL;
+  }
+  json_decref(m);
+  return ok;
+}
+
 int djob_restore(const char *state_dir)
 {
   rp_ctx *ctx = rp_open(state_dir);
@@ -450,7 +495,18 @@ int djob_restore(const char *state_dir)
       j->v.files[k] = dup(json_string_value(json_array_get(fs, k)));
     }
     json_decref(d);
-    if (j->v.state == 4) {
+    if (j->v.state == 4 && j->v.type == DJ_EXPORT && export_completed(j)) {
+      /* refpointd stopped after the export's rename, before it recorded
+       * the end: the complete export is in place, so the job completed */
+      j->v.state = 7;
+      j->v.end = now;
+      j->v.percent = 100;
+      j->v.error_code = 0;
+      snprintf(j->v.desc, sizeof j->v.desc,
+               "completed (refpointd stopped before it recorded the end; the complete export is "
+               "in place)");
+      persist(j);
+    } else if (j->v.state == 4) {
       /* it was running when refpointd stopped: it failed, and what it
        * had written goes */
       if (j->v.type == DJ_EXPORT && j->v.export_dir && j->arg_rp)

@@ -659,6 +659,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   if (rp_fsync_path(root) < 0)
     goto out_prefix;
   rp_trace("export: renamed into place");
+  rp_fault_point("export-after-rename");
   if (out) {
     rp_export_result *res = rp_xcalloc(1, sizeof *res);
     res->export_directory = rp_xstrdup(export_directory);

@@ -278,6 +278,28 @@ wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$DONEJOB" | grep -q 'JobState=7' || f
 rp export "$RB" "$T/roots/crash" >/dev/null || fail "the next export after the crash"
 ok "after kill -9 and restart: the running job is 10 Exception with a reason, its partial output gone, finished jobs kept"
 
+# F7: refpointd killed after an export's rename, before it recorded the
+# job's end (fault injection: the daemon SIGKILLs itself there): after the
+# restart the job is 7 Completed, not 10, and the export is kept
+kill $DPID; wait $DPID 2>/dev/null || true
+REFPOINT_FAULT_INJECT=export-after-rename "$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" \
+  --auth "file:$T/passwd" --timeout 3 --export-root "$T/roots" 2>>"$T/d.log" &
+DPID=$!
+for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$RB\",ExportDirectory=\"$T/roots/crash2\"")
+J=$(jobpath "$out")
+wait $DPID 2>/dev/null || true   # it killed itself at the fault point
+[ -f "$T/roots/crash2/${RB#Microsoft:}/manifest.json" ] || fail "premise: the export should be complete"
+"$BUILD/refpointd" --state-dir "$STATE" --listen "http://127.0.0.1:$PORT" --listen "unix:$T/d.sock" \
+  --auth "file:$T/passwd" --timeout 3 --export-root "$T/roots" 2>>"$T/d.log" &
+DPID=$!
+for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+st=$(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J")
+echo "$st" | grep -q 'JobState=7' || fail "F7: a job whose export completed is reported as: $st"
+echo "$st" | grep -q "ExportedLogFilePaths=\"$T/roots/crash2/${RB#Microsoft:}/disk-" || fail "F7: the job does not name the files: $st"
+rp verify "$T/roots/crash2/${RB#Microsoft:}" >/dev/null || fail "the export kept does not verify"
+ok "refpointd killed after an export's rename: the job is Completed after the restart, the export kept"
+
 # RemoveAssociatedData, ImportReferencePointMetadata and DestroyReferencePoint as jobs
 out=$(wbemcli cm "$SVC" "RemoveAssociatedData.AffectedReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R2\"")
 echo "$out" | grep -q "RemoveAssociatedData: 4096" || fail "RemoveAssociatedData: $out"
