@@ -80,6 +80,11 @@ const char *rp_state_dir(const rp_ctx *ctx);
  * RP Z can no longer be a base"). Optional; borrowed user pointer. */
 typedef void (*rp_warn_fn)(void *user, const char *line);
 void rp_set_warn(rp_ctx *ctx, rp_warn_fn fn, void *user);
+/* Exports and restores are private by default (directories 0700, files
+ * 0600: the data is a VM's disks). With a group (name or number), they are
+ * made readable by it (0750 / 0640, that group). NULL: private again.
+ * INVALID_PARAMETER for an unknown group. */
+int rp_set_export_group(rp_ctx *ctx, const char *group);
 
 /* ---- jobs: progress and cancellation of one long operation ------------ */
 

@@ -9,6 +9,7 @@
 
 typedef struct cli_opts {
   const char *state_dir;
+  const char *export_group; /* exports readable by this group (default: private) */
   bool json;
   bool quiet;
 } cli_opts;

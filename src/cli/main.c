@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: refpoint [--state-dir DIR] [--json] [--quiet] COMMAND ...\n"
+    "usage: refpoint [--state-dir DIR] [--json] [--quiet] [--export-group GROUP] COMMAND ...\n"
     "  vm add NAME --disk FILE [--disk FILE]... [--qmp SOCKET [--guest-agent SOCKET]\n"
     "         [--capture snapshot|fleecing]]\n"
     "  vm add --libvirt DOMAIN [--connect URI] [--capture snapshot|fleecing]\n"
@@ -48,6 +48,10 @@ static rp_ctx *open_ctx(const cli_opts *o)
   rp_ctx *ctx = rp_open(o->state_dir);
   if (ctx)
     rp_set_warn(ctx, warn_cb, (void *)o);
+  if (ctx && rp_set_export_group(ctx, o->export_group) < 0) {
+    rp_close(ctx);
+    return NULL;
+  }
   return ctx;
 }
 
@@ -602,6 +606,11 @@ int main(int argc, char **argv)
       o.state_dir = argv[i];
     } else if (!strncmp(argv[i], "--state-dir=", 12))
       o.state_dir = argv[i] + 12;
+    else if (!strcmp(argv[i], "--export-group")) {
+      if (++i >= argc)
+        return usage_error("--export-group needs a value%s", NULL);
+      o.export_group = argv[i];
+    }
     else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       fputs(usage, stdout);
       return 0;

@@ -124,10 +124,15 @@ static void record_point(djob *j, rp_point_info *p)
   rp_point_info_free(p);
 }
 
+static const char *export_group;
+void djob_set_export_group(const char *group) { export_group = group; }
+
 static void *run(void *arg)
 {
   djob *j = arg;
   rp_ctx *ctx = rp_open(j->state_dir);
+  if (ctx)
+    rp_set_export_group(ctx, export_group);
   if (!ctx) {
     finish(j, -1, j->v.type == DJ_CREATE ? 2 : 32768);
     return NULL;

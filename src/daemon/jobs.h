@@ -38,6 +38,8 @@ int djob_cancel(const char *id);               /* -1 unknown; 1 not running */
 void djob_view_clear(djob_view *v);
 void djob_views_free(djob_view *v, size_t n);
 int djob_restore(const char *state_dir);
+/* Exports of later jobs readable by this group (NULL: private). */
+void djob_set_export_group(const char *group);
 /* DeleteInstance: 0 deleted, 1 still running, -1 unknown */
 int djob_delete(const char *id);
 #endif

@@ -58,6 +58,7 @@ static unsigned conn_timeout = 30;
 /* --libvirt URI / "libvirt = URI": every domain of that connection is a
  * virtual system, registered at the first request that sees it */
 static const char *libvirt_uri;
+static const char *export_group; /* export-group: exports readable by it */
 
 /* Registers the domains libvirt has now (new ones appear at the next
  * request); never fails a request: what cannot be registered is logged. */
@@ -1473,8 +1474,10 @@ static void ctx_free(void *p)
 static rp_ctx *thread_ctx(void)
 {
   rp_ctx *c = pthread_getspecific(ctx_key);
-  if (!c && (c = rp_open(state_dir)))
+  if (!c && (c = rp_open(state_dir))) {
+    rp_set_export_group(c, export_group);
     pthread_setspecific(ctx_key, c);
+  }
   return c;
 }
 
@@ -1725,6 +1728,12 @@ static int apply(const char *k, const char *v)
       fprintf(stderr, "refpointd: auth is pam[:SERVICE] or file:PATH\n");
       return 2;
     }
+  } else if (!strcmp(k, "export-group")) {
+    if (!*v || (!getgrnam(v) && strspn(v, "0123456789") != strlen(v))) {
+      fprintf(stderr, "refpointd: export-group: no group '%s'\n", v);
+      return 2;
+    }
+    export_group = v;
   } else if (!strcmp(k, "libvirt")) {
     if (!*v || strlen(v) > 1024) {
       fprintf(stderr, "refpointd: libvirt needs a connection URI (e.g. qemu:///system)\n");
@@ -1816,6 +1825,7 @@ int main(int argc, char **argv)
   if (getrandom(&auth_seed, sizeof auth_seed, 0) != (ssize_t)sizeof auth_seed)
     return 1;
   pthread_key_create(&ctx_key, ctx_free);
+  djob_set_export_group(export_group);
   if (djob_restore(state_dir) < 0)
     fprintf(stderr, "refpointd: jobs of the last run not restored: %s\n", rp_last_error()->message);
   for (int i = 0; i < nl; i++) {

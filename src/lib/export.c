@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <string.h>
@@ -55,10 +56,14 @@ static int write_json(const char *dir, const char *name, json_t *doc)
   char *txt = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   if (!txt)
     return rp_err_set(RP_E_NO_MEMORY, 0, "encode %s", name);
-  FILE *f = fopen(path, "wx");
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
   if (!f) {
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
     free(txt);
-    return rp_err_set(rp_err_from_errno(errno), errno, "create %s", path);
+    return rp_err_set(rp_err_from_errno(e), e, "create %s", path);
   }
   size_t len = strlen(txt);
   int ok = fwrite(txt, 1, len, f) == len && fputc('\n', f) != EOF && fflush(f) == 0;
@@ -110,11 +115,22 @@ static const char *jget_s(json_t *o, const char *k)
 }
 
 /* Removes partial exports of this RP left by processes that are gone. */
+/* Our dot-named partial folders of this RP in root whose process is gone.
+ * Removed relative to root's descriptor, without following links (a
+ * partial swapped for a symlink loses the link only). */
 static void remove_stale_partials(const char *root, const char *guid)
 {
-  DIR *d = opendir(root);
-  if (!d)
+  int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0)
     return;
+  int lfd = dup(rfd);
+  DIR *d = lfd < 0 ? NULL : fdopendir(lfd);
+  if (!d) {
+    if (lfd >= 0)
+      close(lfd);
+    close(rfd);
+    return;
+  }
   CLEANUP_FREE char *pre = rp_xasprintf(".%s.partial-", guid);
   struct dirent *de;
   while ((de = readdir(d))) {
@@ -123,10 +139,40 @@ static void remove_stale_partials(const char *root, const char *guid)
     long pid = strtol(de->d_name + strlen(pre), NULL, 10);
     if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
       continue;
-    CLEANUP_FREE char *p = rp_xasprintf("%s/%s", root, de->d_name);
-    rp_rm_rf(p);
+    rp_rm_tree_at(rfd, de->d_name, 0);
   }
   closedir(d);
+  close(rfd);
+}
+
+/* Exports are private (0700 / 0600) unless an export group is set: then
+ * the folder and its files become readable by that group (0750 / 0640). */
+static int share_with_group(rp_ctx *ctx, const char *dir)
+{
+  if (!ctx->export_group_set)
+    return 0;
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0)
+    return rp_err_set(rp_err_from_errno(errno), errno, "open %s", dir);
+  int rc = 0;
+  if (fchown(dfd, (uid_t)-1, ctx->export_gid) < 0 || fchmod(dfd, 0750) < 0)
+    rc = rp_err_set(rp_err_from_errno(errno), errno, "export group for %s", dir);
+  int lfd = rc == 0 ? dup(dfd) : -1;
+  DIR *d = lfd < 0 ? NULL : fdopendir(lfd);
+  struct dirent *de;
+  while (d && rc == 0 && (de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    int fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchown(fd, (uid_t)-1, ctx->export_gid) < 0 || fchmod(fd, 0640) < 0)
+      rc = rp_err_set(rp_err_from_errno(errno), errno, "export group for %s/%s", dir, de->d_name);
+    if (fd >= 0)
+      close(fd);
+  }
+  if (d)
+    closedir(d);
+  close(dfd);
+  return rc;
 }
 
 void rp_export_cleanup(const char *export_directory, const char *rp)
@@ -399,7 +445,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   r = r2;
   /* the destination */
   root = rp_abspath(export_directory);
-  if (rp_mkdir_p(root, 0755) < 0) {
+  if (rp_mkdir_p(root, 0700) < 0) {
     rp_err_prefix("ExportReferencePoint: ExportDirectory");
     goto out;
   }
@@ -422,7 +468,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
   }
   remove_stale_partials(root, r->info.guid);
   tmp = rp_xasprintf("%s/.%s.partial-%ld", root, r->info.guid, (long)getpid());
-  if (mkdir(tmp, 0755) < 0) {
+  if (mkdir(tmp, 0700) < 0) {
     rp_err_set(rp_err_from_errno(errno), errno, "ExportReferencePoint: mkdir %s", tmp);
     goto out;
   }
@@ -645,7 +691,7 @@ int rp_export(rp_ctx *ctx, const char *id, const char *export_directory,
         goto out_prefix;
     }
   }
-  if (rp_fsync_path(tmp) < 0)
+  if (share_with_group(ctx, tmp) < 0 || rp_fsync_path(tmp) < 0)
     goto out_prefix;
   if (rename(tmp, final) < 0) {
     if (errno == ENOTEMPTY || errno == EEXIST) /* a concurrent export won */
@@ -891,7 +937,7 @@ static int restore_abs(const char *const *paths, size_t n, const char *to_dir,
       }
     }
   }
-  if (rp_mkdir_p(to_dir, 0755) < 0)
+  if (rp_mkdir_p(to_dir, 0700) < 0)
     goto out;
   json_t *top = json_object_get(m[n - 1], "Disks");
   size_t nd = json_array_size(top);
@@ -949,6 +995,10 @@ static int restore_abs(const char *const *paths, size_t n, const char *to_dir,
       goto out;
   }
   for (size_t d = 0; d < res->n_disks; d++) {
+    if (chmod(tmps[d], 0600) < 0) { /* a VM's disk: private */
+      rp_err_set(rp_err_from_errno(errno), errno, "restore: %s", tmps[d]);
+      goto out;
+    }
     if (rp_fsync_path(tmps[d]) < 0 || rename(tmps[d], res->files[d]) < 0) {
       rp_err_set(rp_err_from_errno(errno), errno, "restore: %s", res->files[d]);
       goto out;

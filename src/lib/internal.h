@@ -40,7 +40,8 @@ double rp_monotonic(void);            /* seconds */
 char *rp_abspath(const char *p);
 int rp_mkdir_p(const char *dir, mode_t mode); /* sets error */
 int rp_fsync_path(const char *path);          /* file or directory */
-int rp_rm_rf(const char *path);               /* best effort; 0 ok */
+int rp_rm_rf(const char *path);               /* best effort; 0 ok; never follows links */
+int rp_rm_tree_at(int dirfd, const char *name, int depth); /* the same, relative to dirfd */
 char *rp_read_file(const char *path, size_t max, size_t *len); /* sets error */
 
 /* Child processes. argv[0] is looked up in PATH. Captures stdout and stderr

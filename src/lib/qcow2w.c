@@ -49,7 +49,7 @@ rp_qcow2w *rp_qcow2w_create(const char *path, uint64_t virtual_size, const char 
     rp_err_set(RP_E_INVALID_PARAMETER, 0, "qcow2 %s: backing name too long", path);
     return NULL;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* private: a VM's disk */
   if (fd < 0) {
     rp_err_set(rp_err_from_errno(errno), errno, "create %s", path);
     return NULL;

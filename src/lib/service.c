@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
@@ -114,6 +115,26 @@ void rp_close(rp_ctx *ctx)
 const char *rp_state_dir(const rp_ctx *ctx)
 {
   return ctx->dir;
+}
+
+int rp_set_export_group(rp_ctx *ctx, const char *group)
+{
+  rp_err_clear();
+  ctx->export_group_set = false;
+  if (!group)
+    return 0;
+  char *end;
+  unsigned long n = strtoul(group, &end, 10);
+  if (*group && !*end && n < 0xffffffffUL) {
+    ctx->export_gid = (gid_t)n;
+  } else {
+    struct group *g = getgrnam(group);
+    if (!g)
+      return rp_err_set(RP_E_INVALID_PARAMETER, 0, "export group '%s' does not exist", group);
+    ctx->export_gid = g->gr_gid;
+  }
+  ctx->export_group_set = true;
+  return 0;
 }
 
 void rp_set_warn(rp_ctx *ctx, rp_warn_fn fn, void *user)

@@ -12,6 +12,8 @@ struct rp_ctx {
   rp_warn_fn warn;
   void *warn_user;
   rp_vm *vm; /* the running VM of the operation in progress, or NULL */
+  bool export_group_set; /* exports and restores readable by this group */
+  gid_t export_gid;
 };
 
 enum { RECON_STRICT = 1, RECON_REPAIR = 2, RECON_READ = 4 };

@@ -1,9 +1,9 @@
 /* util.c — small helpers: memory, UUIDs, paths, files, child processes. */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -184,18 +184,54 @@ int rp_fsync_path(const char *path)
   return 0;
 }
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
+/* Removes name (a file, a symlink, or a directory tree) relative to the
+ * directory dfd without ever following a symbolic link: each directory is
+ * entered with openat(O_NOFOLLOW | O_DIRECTORY) and its entries removed
+ * with unlinkat relative to it, so a directory swapped for a link to
+ * somewhere else during the walk loses the link, never what it points to. */
+int rp_rm_tree_at(int dfd, const char *name, int depth)
 {
-  (void)sb;
-  (void)flag;
-  (void)f;
-  remove(p);
-  return 0;
+  if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+    return 0;
+  if ((errno != EISDIR && errno != EPERM) || depth > 64)
+    return -1;
+  int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return -1;
+  }
+  struct dirent *de;
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+      rp_rm_tree_at(dirfd(d), de->d_name, depth + 1);
+  closedir(d);
+  return unlinkat(dfd, name, AT_REMOVEDIR);
 }
 
 int rp_rm_rf(const char *path)
 {
-  return nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+  CLEANUP_FREE char *dir = rp_xstrdup(path);
+  char *sl = strrchr(dir, '/');
+  const char *base = path;
+  int dfd;
+  if (sl) {
+    base = path + (sl - dir) + 1;
+    if (sl == dir)
+      sl[1] = '\0';
+    else
+      *sl = '\0';
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } else {
+    dfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
+  if (dfd < 0)
+    return -1;
+  int rc = rp_rm_tree_at(dfd, base, 0);
+  close(dfd);
+  return rc;
 }
 
 char *rp_read_file(const char *path, size_t max, size_t *len)
