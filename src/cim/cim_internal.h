@@ -17,4 +17,19 @@ char *cim_xml_text(xmlNode *n);
 /* Index of the first "<!" that is neither a comment nor CDATA, or -1:
  * DOCTYPE and entity declarations are refused before parsing. */
 long cim_find_decl(const char *s, size_t len);
+
+/* Limits of untrusted XML, checked on the raw bytes before libxml2 sees
+ * them (what is checked is exactly what is parsed: no byte is dropped or
+ * re-encoded in between). */
+#define CIM_XML_MAX_DEPTH 64   /* nested elements */
+#define CIM_XML_MAX_ATTRS 64   /* attributes of one element */
+/* Refuses (NULL, reason in err) what untrusted XML must never carry: a NUL
+ * byte, a declared encoding other than UTF-8 / US-ASCII (UTF-7 would hide
+ * "<!" from the check), DOCTYPE/ENTITY declarations, more than
+ * CIM_XML_MAX_ATTRS attributes on an element, nesting deeper than
+ * CIM_XML_MAX_DEPTH. Returns s when acceptable. */
+const char *cim_xml_prescan(const char *s, size_t len, char *err);
+/* libxml2 options for untrusted documents: no network, no entity
+ * substitution, no DTD loading, errors kept quiet (we report them). */
+#define CIM_XML_PARSE_OPTS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
 #endif

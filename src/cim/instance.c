@@ -154,11 +154,10 @@ cim_instance *cim_instance_parse_xml(const char *s, size_t len, char err[CIM_ERR
     return cim_seterr(err, "embedded instance longer than %u bytes", CIM_MAX_TEXT);
   /* refuse DTDs before the parser sees them: no entity can be declared, so
    * none can be expanded (billion laughs) or resolved (XXE) */
-  if (cim_find_decl(s, len) >= 0)
-    return cim_seterr(err, "DOCTYPE and entity declarations are not accepted");
-  xmlDoc *doc = xmlReadMemory(s, (int)len, "embedded-instance.xml", NULL,
-                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
-                                  XML_PARSE_NOCDATA);
+  if (!cim_xml_prescan(s, len, err))
+    return NULL;
+  xmlDoc *doc = xmlReadMemory(s, (int)len, "embedded-instance.xml", "UTF-8",
+                              CIM_XML_PARSE_OPTS | XML_PARSE_NOCDATA);
   if (!doc) {
     const xmlError *e = xmlGetLastError();
     return cim_seterr(err, "malformed XML%s%s", e && e->message ? ": " : "",

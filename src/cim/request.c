@@ -320,15 +320,19 @@ cim_request *cim_request_parse(const char *body, size_t len, const char **http_e
     return cim_seterr(err, "empty request");
   if (len > 4u << 20)
     return cim_seterr(err, "request larger than 4 MiB");
-  if (cim_find_decl(body, len) >= 0)
-    return cim_seterr(err, "DOCTYPE and entity declarations are not accepted");
+  if (!cim_xml_prescan(body, len, err))
+    return NULL;
   char *fixed = lenient(body, len);
-  xmlDoc *doc = xmlReadMemory(fixed, (int)strlen(fixed), "request.xml", NULL,
-                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  /* UTF-8 forced: the bytes checked above are the bytes parsed */
+  xmlDoc *doc = xmlReadMemory(fixed, (int)strlen(fixed), "request.xml", "UTF-8", CIM_XML_PARSE_OPTS);
   free(fixed);
   if (!doc) {
     const xmlError *e = xmlGetLastError();
     return cim_seterr(err, "malformed XML: %s", e && e->message ? e->message : "?");
+  }
+  if (doc->intSubset || doc->extSubset) {
+    xmlFreeDoc(doc);
+    return cim_seterr(err, "DOCTYPE is not accepted");
   }
   cim_request *r = calloc(1, sizeof *r);
   if (!r)

@@ -210,6 +210,35 @@ echo "$out" | grep -q '<VALUE>4096</VALUE>' || fail "unescaped value: $out"
 kill -0 $DPID || fail "the daemon died"
 ok "HTTP errors (400 + CIMError, 413, 501 class), XXE refused, wbemcli's unescaped values tolerated"
 
+# H1 of the security audit: the DOCTYPE refusal cannot be bypassed by a NUL
+# byte or UTF-7, and one big entity referenced many times never reaches the parser
+python3 - "$T" <<'PY'
+import sys, base64
+u7 = lambda s: "+" + base64.b64encode(s.encode("utf-16-be")).decode().rstrip("=") + "-"
+rest = ('<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="1.0"><SIMPLEREQ>'
+        '<IMETHODCALL NAME="EnumerateInstanceNames"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/>'
+        '<NAMESPACE NAME="&e;"/><NAMESPACE NAME="v2"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME="ClassName">'
+        '<CLASSNAME NAME="Msvm_ComputerSystem"/></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>')
+d = sys.argv[1]
+open(d + "/nul.xml", "wb").write(b'<?xml version="1.0"?>\n<\0!DOCTYPE CIM [<\0!ENTITY e "virtualization">]>' + rest.encode())
+open(d + "/utf7.xml", "w").write('<?xml version="1.0" encoding="UTF-7"?>\n' + u7("<!") + 'DOCTYPE CIM [' + u7("<!") + 'ENTITY e "virtualization">]>' + rest)
+open(d + "/quad.xml", "wb").write(b'<?xml version="1.0"?>\n<\0!DOCTYPE CIM [<\0!ENTITY a "' + b"x" * 100000 + b'">]>'
+    + rest.replace("&e;", "virtualization").replace('<IPARAMVALUE NAME="ClassName">', '<IPARAMVALUE NAME="X"><VALUE>' + "&a;" * 15000 + '</VALUE></IPARAMVALUE><IPARAMVALUE NAME="ClassName">').encode())
+open(d + "/attrs.xml", "w").write('<?xml version="1.0"?>' + rest.replace('<SIMPLEREQ>', '<SIMPLEREQ ' + " ".join('a%d="1"' % i for i in range(100000)) + '>').replace("&e;", "virtualization"))
+PY
+for f in nul utf7 quad attrs; do
+  t0=$(date +%s%N)
+  h=$(hdr -H 'CIMOperation: MethodCall' --data-binary @"$T/$f.xml")
+  t1=$(date +%s%N)
+  echo "$h" | grep -q "^HTTP/1.1 400" && echo "$h" | grep -q "CIMError: request-not-well-formed" || fail "H1: $f.xml was not refused: $h"
+  [ $(( (t1 - t0) / 1000000 )) -lt 2000 ] || fail "$f.xml took $(( (t1 - t0) / 1000000 )) ms to refuse"
+done
+grep -q "refused request: a NUL byte" "$T/d.log" && grep -q "refused request: encoding 'UTF-7'" "$T/d.log" &&
+  grep -q "more than 64 attributes" "$T/d.log" || fail "the log does not say why: $(tail -5 "$T/d.log")"
+kill -0 $DPID || fail "the daemon died"
+wbemcli ein "$U:Msvm_ComputerSystem" | grep -q "$VM" || fail "the daemon stopped serving after the bad documents"
+ok "H1: DOCTYPE behind a NUL byte or UTF-7, a big entity used 15,000 times, 100,000 attributes: 400 at once, the daemon serves on"
+
 # authentication: 401 without or with wrong credentials, nothing else said
 noauth=$(curl -s -D - -o "$T/401body" -X POST -H 'CIMOperation: MethodCall' --data x "http://127.0.0.1:$PORT/cimom" | tr -d '\r')
 echo "$noauth" | grep -q "^HTTP/1.1 401" && echo "$noauth" | grep -qi '^WWW-Authenticate: Basic realm="refpointd"' || fail "no 401: $noauth"
