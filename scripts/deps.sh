@@ -11,9 +11,10 @@ PKGS=(
   libmicrohttpd-dev sblim-wbemcli curl libpam0g-dev libcrypt-dev openssl
   util-linux bsdutils procps e2fsprogs bc coreutils valgrind
   libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
+  libvirt-clients-qemu python3-libvirt virtnbdbackup
 )
 case "${1:-}" in
-  --bench) PKGS+=(time wrk virtnbdbackup) ;;
+  --bench) PKGS+=(time wrk) ;;
   --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
 esac
 

@@ -787,8 +787,13 @@ static int nbd_server_get(rp_vm *vm)
     goto fail;
   }
   if (qmp_exec_fd(vm->q, "getfd", json_pack("{s:s}", "fdname", fdname), lfd, NULL,
-                  QMP_TIMEOUT_MS) < 0)
+                  QMP_TIMEOUT_MS) < 0) {
+    if (!vm->q->lv && strstr(rp_last_error()->message, "connection closed"))
+      rp_err_prefix("the QMP socket closed when it was handed a descriptor (a QMP proxy that "
+                    "cannot pass sockets? virt-qemu-qmp-proxy cannot: register a libvirt "
+                    "domain with vm add --libvirt instead)");
     goto fail;
+  }
   passed = true;
   int src = rp_qmp_exec(vm->q, "nbd-server-start",
                         json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "fd", "data", "str", fdname),

@@ -39,6 +39,20 @@ qemu-img info -U "$T/push.qcow2" >/dev/null || fail "libvirt push backup wrote n
 qemu-img map -U --output=json -f qcow2 "$T/push.qcow2" | grep -q '"data": true' || fail "libvirt's incremental push holds no data"
 ok "libvirt checkpoint and push backup beside refpoint's RPs; refpoint's incremental exact"
 
+# virtnbdbackup beside refpoint's RPs (it refuses libvirt checkpoints it did
+# not make, so libvirt's own go first; refpoint's bitmaps do not bother it)
+command -v virtnbdbackup >/dev/null || fail "virtnbdbackup is not installed (scripts/deps.sh installs it)"
+for c in $(virsh -q checkpoint-list "$D" --name 2>/dev/null); do virsh -q checkpoint-delete "$D" "$c" >/dev/null; done
+virtnbdbackup -d "$D" -l full -o "$T/vnb" >"$T/vnb.log" 2>&1 || fail "virtnbdbackup beside refpoint's RPs: $(tail -5 "$T/vnb.log")"
+lwr "$D" virtio-disk0 $((2560 * 1024)) 65536 2a a.raw
+R2b=$(rp rp create "$D"); snap_mirror a 2b
+rp export "$R2b" "$T/bk" --base "$R2" >/dev/null
+exact "$(ls "$T/bk/$(g "$R2b")"/disk-*.qcow2)" a.2b.raw
+virtnbdbackup -d "$D" -l inc -o "$T/vnb" >>"$T/vnb.log" 2>&1 || fail "virtnbdbackup incremental after refpoint's RP: $(tail -5 "$T/vnb.log")"
+for c in $(virsh -q checkpoint-list "$D" --name 2>/dev/null); do virsh -q checkpoint-delete "$D" "$c" >/dev/null; done
+R2=$R2b
+ok "virtnbdbackup full and incremental beside refpoint's RPs; refpoint's incremental between them exact"
+
 # a libvirt pull backup job held open: refpoint answers 32774 naming it
 # (libvirt's QEMU makes the job's socket itself: a directory it may write)
 mkdir -p "$T/lvq"; chown "$(stat -c %U "$(readlink -f a.qcow2)")" "$T/lvq"
@@ -49,7 +63,7 @@ virsh -q backup-begin "$D" "$T/pull.xml" >/dev/null || fail "libvirt pull backup
 expect_fail 32774 "libvirt backup job" rp rp create "$D"
 expect_fail 32774 "libvirt backup job" rp export "$R2" "$T/other" --base "$R1"
 grep -qi "root block node" "$T/err" && fail "QEMU's raw message leaked"
-[ "$(rpj rp list "$D" | grep -c '"InstanceID"')" = 2 ] || fail "a refused create left an RP"
+[ "$(rpj rp list "$D" | grep -c '"InstanceID"')" = 3 ] || fail "a refused create left an RP"
 virsh -q domjobabort "$D" >/dev/null
 jobwait "$D"
 lwr "$D" virtio-disk0 $((3 * 1024 * 1024)) 65536 33 a.raw
