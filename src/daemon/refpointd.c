@@ -20,6 +20,7 @@
 #include <crypt.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <security/pam_appl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -228,7 +229,37 @@ static void remember(const char *user, const char *pass)
   pthread_mutex_unlock(&auth_lock);
 }
 
-/* true when the caller may proceed; false when a 401 was queued */
+/* allow-group: who of the accounts PAM accepts may use the service. PAM
+ * alone authenticates every account of the host (and of its directory
+ * service); the default admits root only. */
+static const char *allow_groups[16];
+static int n_allow_groups;
+
+static bool allowed_account(const char *user)
+{
+  struct passwd pw, *pr = NULL;
+  char buf[8192];
+  if (getpwnam_r(user, &pw, buf, sizeof buf, &pr) != 0 || !pr)
+    return false;
+  if (pw.pw_uid == 0)
+    return true;
+  gid_t groups[512];
+  int ng = 512;
+  if (getgrouplist(user, pw.pw_gid, groups, &ng) < 0)
+    return false;
+  for (int k = 0; k < n_allow_groups; k++) {
+    struct group gr, *grp = NULL;
+    char gb[8192];
+    if (getgrnam_r(allow_groups[k], &gr, gb, sizeof gb, &grp) != 0 || !grp)
+      continue;
+    for (int i = 0; i < ng; i++)
+      if (groups[i] == grp->gr_gid)
+        return true;
+  }
+  return false;
+}
+
+/* true when the caller may proceed; false when a 401 or 403 was queued */
 static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Result *ret)
 {
   if (l->unix_socket) {
@@ -245,12 +276,23 @@ static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Res
   char *pass = NULL;
   char *user = MHD_basic_auth_get_username_password(c, &pass);
   bool ok = user && pass && *user && cached(user, pass);
+  bool forbidden = false;
   if (!ok && user && pass && *user) {
     ok = auth_kind == AUTH_FILE ? check_file(user, pass) : check_pam(user, pass);
+    if (ok && auth_kind == AUTH_PAM && !allowed_account(user)) {
+      ok = false;
+      forbidden = true;
+    }
     if (ok)
       remember(user, pass);
   }
-  if (!ok) {
+  if (forbidden) {
+    fprintf(stderr, "refpointd: %s authenticated but is not allowed (root, or a member of an "
+                    "allow-group)\n", user);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    *ret = MHD_queue_response(c, 403, resp);
+    MHD_destroy_response(resp);
+  } else if (!ok) {
     fprintf(stderr, "refpointd: authentication failed%s%s\n", user ? " for " : "", user ? user : "");
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     *ret = MHD_queue_basic_auth_fail_response(c, "refpointd", resp);
@@ -1590,7 +1632,7 @@ static int usage(void)
 {
   fprintf(stderr,
           "usage: refpointd [--config FILE] [--state-dir DIR] [--listen ADDR]... [--auth pam[:SERVICE] | --auth file:PATH]\n"
-          "                 [--cert FILE --key FILE] [--export-root DIR]... [--timeout SECONDS] [--libvirt [URI]] [--foreground]\n"
+          "                 [--cert FILE --key FILE] [--export-root DIR]... [--timeout SECONDS] [--libvirt [URI]]\n                 [--allow-group GROUP]... [--export-group GROUP] [--foreground]\n"
           "  ADDR: unix:PATH (default /run/refpoint/refpointd.sock) | http://HOST:PORT | https://HOST:PORT\n");
   return 2;
 }
@@ -1728,6 +1770,14 @@ static int apply(const char *k, const char *v)
       fprintf(stderr, "refpointd: auth is pam[:SERVICE] or file:PATH\n");
       return 2;
     }
+  } else if (!strcmp(k, "allow-group")) {
+    if (n_allow_groups == 16 || !*v) {
+      fprintf(stderr, "refpointd: allow-group: 1 to 16 groups\n");
+      return 2;
+    }
+    if (!getgrnam(v))
+      fprintf(stderr, "refpointd: warning: allow-group %s: no such group (yet)\n", v);
+    allow_groups[n_allow_groups++] = v;
   } else if (!strcmp(k, "export-group")) {
     if (!*v || (!getgrnam(v) && strspn(v, "0123456789") != strlen(v))) {
       fprintf(stderr, "refpointd: export-group: no group '%s'\n", v);
