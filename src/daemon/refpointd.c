@@ -1533,6 +1533,90 @@ static enum MHD_Result send_status(struct MHD_Connection *c, unsigned code, cons
   return ret;
 }
 
+/* ---- deadlines that really close (slow-loris) ----------------------------
+ * libmicrohttpd's timeout is one of inactivity: a client that sends a byte
+ * now and then keeps its slot for ever. Every connection is watched from
+ * accept: its request line and headers must be complete within
+ * HEADER_DEADLINE s (from accept, or from the end of its previous request),
+ * its body within BODY_DEADLINE s, else a watchdog shuts its socket down
+ * (the connection thread then sees EOF and MHD frees the slot). Together
+ * with a per-address connection limit on TCP listeners, one client cannot
+ * hold the slots that others need. */
+#define HEADER_DEADLINE 10.0
+#define BODY_DEADLINE 60.0
+#define PER_IP_LIMIT 16
+enum { W_FREE, W_HEADERS, W_BODY, W_WORK, W_CLOSING };
+typedef struct watch {
+  int state, fd;
+  double since;
+} watch;
+static watch watches[8 * 64];
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double mono(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void watch_set(struct MHD_Connection *c, int state)
+{
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  watch *w = ci ? ci->socket_context : NULL;
+  if (!w)
+    return;
+  pthread_mutex_lock(&watch_lock);
+  if (w->state != W_FREE && w->state != W_CLOSING) {
+    w->state = state;
+    w->since = mono();
+  }
+  pthread_mutex_unlock(&watch_lock);
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe)
+{
+  (void)cls;
+  pthread_mutex_lock(&watch_lock);
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    for (size_t i = 0; ci && i < sizeof watches / sizeof *watches; i++)
+      if (watches[i].state == W_FREE) {
+        watches[i] = (watch){.state = W_HEADERS, .fd = ci->connect_fd, .since = mono()};
+        *socket_context = &watches[i];
+        break;
+      }
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+    ((watch *)*socket_context)->state = W_FREE; /* before MHD closes the descriptor */
+    *socket_context = NULL;
+  }
+  pthread_mutex_unlock(&watch_lock);
+}
+
+static void *watchdog(void *arg)
+{
+  (void)arg;
+  for (;;) {
+    struct timespec ts = {0, 250 * 1000000L};
+    nanosleep(&ts, NULL);
+    double now = mono();
+    pthread_mutex_lock(&watch_lock);
+    for (size_t i = 0; i < sizeof watches / sizeof *watches; i++) {
+      watch *w = &watches[i];
+      double lim = w->state == W_HEADERS ? HEADER_DEADLINE : w->state == W_BODY ? BODY_DEADLINE : 0;
+      if (lim > 0 && now - w->since > lim) {
+        fprintf(stderr, "refpointd: dropped a client that did not send its request %s within %.0f s\n",
+                w->state == W_HEADERS ? "headers" : "body", lim);
+        shutdown(w->fd, SHUT_RDWR);
+        w->state = W_CLOSING;
+      }
+    }
+    pthread_mutex_unlock(&watch_lock);
+  }
+  return NULL;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
@@ -1542,6 +1626,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   (void)version;
   conn *cn = *con_cls;
   if (!cn) {
+    watch_set(c, W_BODY); /* the headers are in */
     enum MHD_Result aret = MHD_NO;
     if (!authorized(c, l, &aret))
       return aret;
@@ -1567,6 +1652,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     *upload_size = 0;
     return MHD_YES;
   }
+  watch_set(c, W_WORK); /* the body is in: the work takes what it takes */
   if (cn->too_big)
     return send_status(c, 413, NULL);
   const char *herr;
@@ -1626,6 +1712,7 @@ static void done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_R
     free(cn);
   }
   *con_cls = NULL;
+  watch_set(c, W_HEADERS); /* a kept-alive connection: the next request's deadline */
 }
 
 static int usage(void)
@@ -1678,7 +1765,8 @@ static int start_listener(listener *l, const char *cert, const char *key)
     l->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, l, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                            MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_COMPLETED, done, NULL,
+                            MHD_OPTION_NOTIFY_CONNECTION, notify_conn, NULL, MHD_OPTION_END);
     return l->d ? 0 : -1;
   }
   unsigned port;
@@ -1716,15 +1804,19 @@ static int start_listener(listener *l, const char *cert, const char *key)
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_CERT, c,
                             MHD_OPTION_HTTPS_MEM_KEY, k, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                            MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_COMPLETED, done, NULL,
+                            MHD_OPTION_NOTIFY_CONNECTION, notify_conn, NULL, MHD_OPTION_END);
     return l->d ? 0 : -1; /* cert and key stay referenced by the daemon */
   }
   l->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, l, MHD_OPTION_SOCK_ADDR,
                           (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                          MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
+                          MHD_OPTION_NOTIFY_COMPLETED, done, NULL,
+                          MHD_OPTION_NOTIFY_CONNECTION, notify_conn, NULL, MHD_OPTION_END);
   return l->d ? 0 : -1;
 }
 
@@ -1876,6 +1968,9 @@ int main(int argc, char **argv)
     return 1;
   pthread_key_create(&ctx_key, ctx_free);
   djob_set_export_group(export_group);
+  pthread_t wd;
+  pthread_create(&wd, NULL, watchdog, NULL);
+  pthread_detach(wd);
   if (djob_restore(state_dir) < 0)
     fprintf(stderr, "refpointd: jobs of the last run not restored: %s\n", rp_last_error()->message);
   for (int i = 0; i < nl; i++) {

@@ -172,10 +172,22 @@ wbem_waitjob() {
 # what it started when the test ends. Domains are named rpt-<pid>-NAME and
 # undefined by the cleanup.
 LV_STARTED=()
+# live_proc NAME: a process of that name runs (zombies do not count: a
+# daemon stopped by an earlier test may linger as one, unreaped)
+live_proc() {
+  local p
+  for p in $(pgrep -x "$1"); do
+    case $(ps -o stat= -p "$p" 2>/dev/null) in Z*|"") ;; *) return 0 ;; esac
+  done
+  return 1
+}
 need_libvirt() {
   command -v libvirtd >/dev/null || skip "libvirtd is not installed (Debian package libvirt-daemon-system)"
   command -v virsh >/dev/null || skip "virsh is not installed (Debian package libvirt-clients)"
-  if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && LV_STARTED+=(virtlogd); fi
+  if ! live_proc virtlogd || [ ! -S /run/libvirt/virtlogd-sock ]; then
+    live_proc virtlogd || { virtlogd -d && LV_STARTED+=(virtlogd); }
+    for _ in $(seq 100); do [ -S /run/libvirt/virtlogd-sock ] && break; sleep 0.05; done
+  fi
   if ! virsh -c qemu:///system version >/dev/null 2>&1; then
     libvirtd -d || fail "libvirtd did not start"
     LV_STARTED+=(libvirtd)
@@ -200,7 +212,10 @@ lv_cleanup() {
     virsh -q undefine "$d" --checkpoints-metadata >/dev/null 2>&1 || virsh -q undefine "$d" >/dev/null 2>&1 || true
   done
   local p
-  for p in "${LV_STARTED[@]}"; do pkill -x "$p" 2>/dev/null || true; done
+  for p in "${LV_STARTED[@]}"; do
+    pkill -x "$p" 2>/dev/null || true
+    for _ in $(seq 100); do live_proc "$p" || break; sleep 0.05; done
+  done
   if [ -n "${LV_KVM_MODE:-}" ]; then chgrp root /dev/kvm; chmod "$LV_KVM_MODE" /dev/kvm; fi
 }
 # lv_define NAME DISK... : a TCG domain over the disks (vda, vdb, ... by file

@@ -24,7 +24,7 @@ echo "$out" | grep -q 4096 || fail "create: $out"
 for i in $(seq 100); do [ -n "$(rp rp list v)" ] && break; sleep 0.2; done
 R=$(rp rp list v | cut -d' ' -f1)
 out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R\",ExportDirectory=\"$T/roots/bk\"")
-for i in $(seq 150); do [ -f "$T/roots/bk/${R#Microsoft:}/manifest.json" ] && break; sleep 0.2; done
+for i in $(seq 450); do [ -f "$T/roots/bk/${R#Microsoft:}/manifest.json" ] && break; sleep 0.2; done
 [ -f "$T/roots/bk/${R#Microsoft:}/manifest.json" ] || fail "export job did not finish"
 wbemcli ei "$U:Msvm_ConcreteJob" >/dev/null || fail "ei jobs"
 curl -s -o /dev/null -u w:wpass -X POST -H 'CIMOperation: MethodCall' --data '<CIM><bad' "http://127.0.0.1:$PORT/cimom"
