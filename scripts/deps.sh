@@ -12,6 +12,7 @@ PKGS=(
   util-linux bsdutils procps e2fsprogs bc coreutils valgrind
   libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
   libvirt-clients-qemu python3-libvirt virtnbdbackup
+  debhelper dpkg-dev lintian fakeroot
 )
 case "${1:-}" in
   --bench) PKGS+=(time wrk) ;;
