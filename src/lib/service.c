@@ -812,6 +812,23 @@ static int check_disks(rp_ctx *ctx, rp_vs_info *vs, const char *op)
   return rc;
 }
 
+/* The last steps of vm add (by hand or from libvirt): every disk inspected,
+ * then the VS and its disks recorded in one transaction. */
+static int register_vs(rp_ctx *ctx, rp_vs_info *vs)
+{
+  if (check_disks(ctx, vs, "vm add") < 0 || rp_store_begin(ctx->st) < 0)
+    return -1;
+  if (rp_store_vs_insert(ctx->st, vs) < 0) {
+    rp_store_rollback(ctx->st);
+    if (strstr(rp_last_error()->message, "UNIQUE"))
+      rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                 "vm add: a virtual system named '%s' or one of its disks is already registered",
+                 vs->element_name);
+    return -1;
+  }
+  return rp_store_commit(ctx->st);
+}
+
 int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size_t n_disks,
               const rp_vs_opts *opts, rp_vs_info **out)
 {
@@ -854,19 +871,7 @@ int rp_vs_add(rp_ctx *ctx, const char *name, const char *const *disk_paths, size
         goto fail;
       }
   }
-  if (check_disks(ctx, vs, "vm add") < 0)
-    goto fail;
-  if (rp_store_begin(ctx->st) < 0)
-    goto fail;
-  if (rp_store_vs_insert(ctx->st, vs) < 0) {
-    rp_store_rollback(ctx->st);
-    if (strstr(rp_last_error()->message, "UNIQUE"))
-      rp_err_set(RP_E_INVALID_PARAMETER, 0,
-                 "vm add: a virtual system named '%s' or one of these disks is already registered",
-                 name);
-    goto fail;
-  }
-  if (rp_store_commit(ctx->st) < 0)
+  if (register_vs(ctx, vs) < 0)
     goto fail;
   if (out)
     *out = vs;
@@ -967,19 +972,7 @@ int rp_vs_add_libvirt(rp_ctx *ctx, const char *uri, const char *domain, const rp
                rp_lv_name(lv), nsk ? ": " : "", nsk ? sk[0] : "");
     goto fail;
   }
-  if (check_disks(ctx, vs, "vm add") < 0)
-    goto fail;
-  if (rp_store_begin(ctx->st) < 0)
-    goto fail;
-  if (rp_store_vs_insert(ctx->st, vs) < 0) {
-    rp_store_rollback(ctx->st);
-    if (strstr(rp_last_error()->message, "UNIQUE"))
-      rp_err_set(RP_E_INVALID_PARAMETER, 0,
-                 "vm add: a virtual system named '%s' or one of its disks is already registered",
-                 vs->element_name);
-    goto fail;
-  }
-  if (rp_store_commit(ctx->st) < 0)
+  if (register_vs(ctx, vs) < 0)
     goto fail;
   rp_lv_disks_free(xd, nx);
   rp_lv_close(lv);
