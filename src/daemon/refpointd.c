@@ -1269,10 +1269,26 @@ static const cim_objpath *ref_param(const cim_request *q, const char *name)
 
 /* An export directory must lie under a configured root (symlinks resolved
  * on the part that exists). */
+/* A path from a client: absolute and without "." or ".." components. The
+ * library makes paths absolute lexically while realpath() resolves ".."
+ * after symlinks; with no ".." at all the two cannot disagree (M1). */
+static bool plain_path(const char *p)
+{
+  if (!p || p[0] != '/')
+    return false;
+  for (const char *c = p; (c = strchr(c, '/')); c++) {
+    const char *n = c + 1;
+    if ((n[0] == '.' && (n[1] == '/' || n[1] == '\0')) ||
+        (n[0] == '.' && n[1] == '.' && (n[2] == '/' || n[2] == '\0')))
+      return false;
+  }
+  return true;
+}
+
 static bool under_roots(const char *dir)
 {
   char probe[PATH_MAX], real[PATH_MAX];
-  if (!dir || dir[0] != '/' || strlen(dir) >= sizeof probe)
+  if (!plain_path(dir) || strlen(dir) >= sizeof probe)
     return false;
   snprintf(probe, sizeof probe, "%s", dir);
   /* climb to the longest existing prefix */
@@ -1483,6 +1499,10 @@ static int extrinsic(rp_ctx *ctx, const cim_request *q, reply *r)
     const char *cf = str_param(q, "ConfigFilePath"), *rf = str_param(q, "RuntimeStateFilePath");
     if (!vs || !cf || !rf)
       return answer(r, 32773);
+    /* the daemon runs as root: it reads metadata only from under the export
+     * roots, where exports are (M4) */
+    if (!under_roots(cf) || !under_roots(rf))
+      return answer(r, 32769);
     rp_vs_info *vsi;
     if (rp_vs_get(ctx, vs, &vsi) < 0)
       return answer(r, rp_err_hyperv_code(rp_last_error()->code));

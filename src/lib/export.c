@@ -78,18 +78,62 @@ static int write_json(const char *dir, const char *name, json_t *doc)
   return 0;
 }
 
+/* A metadata file someone names (ImportReferencePointMetadata, restore):
+ * only a regular file, opened without blocking (a FIFO or a device would
+ * hang the job or feed it for ever), and no error ever quotes its content. */
+static char *read_meta(const char *path, size_t *len)
+{
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    rp_err_set(errno == ENOENT ? RP_E_INVALID_PARAMETER : rp_err_from_errno(errno), errno,
+               "open %s", path);
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s is not a regular file", path);
+    return NULL;
+  }
+  if (st.st_size > (off_t)META_MAX) {
+    close(fd);
+    rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s: larger than %u bytes", path, (unsigned)META_MAX);
+    return NULL;
+  }
+  size_t cap = (size_t)st.st_size + 1, n = 0;
+  char *buf = rp_xmalloc(cap + 1);
+  for (;;) {
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int e = errno;
+      close(fd);
+      free(buf);
+      rp_err_set(rp_err_from_errno(e), e, "read %s", path);
+      return NULL;
+    }
+    if (r == 0 || (n += (size_t)r) == cap)
+      break; /* (a file that grows meanwhile is cut at its size: the parse says so) */
+  }
+  close(fd);
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
 static json_t *read_json(const char *path, const char *format)
 {
   size_t len;
-  CLEANUP_FREE char *txt = rp_read_file(path, META_MAX, &len);
+  CLEANUP_FREE char *txt = read_meta(path, &len);
   if (!txt)
     return NULL;
   json_error_t je;
   json_t *doc = json_loadb(txt, len, JSON_REJECT_DUPLICATES, &je);
   if (!doc || !json_is_object(doc)) {
     json_decref(doc);
-    rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s: not a refpoint %s file (line %d: %s)", path,
-               format, je.line, je.text);
+    rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s: not a refpoint %s file (not JSON at line %d)",
+               path, format, je.line);
     return NULL;
   }
   const char *f = json_string_value(json_object_get(doc, "Format"));

@@ -347,6 +347,28 @@ out=$(wbemcli cm "$SVC" "DestroyReferencePoint.AffectedReferencePoint=Msvm_Virtu
 echo "$out" | grep -q "DestroyReferencePoint: 32773" || fail "destroy of an unknown RP: $out"
 ok "RemoveAssociatedData, DestroyReferencePoint and ImportReferencePointMetadata through jobs"
 
+# M4 and M3 of the security audit: the metadata files of an import must be
+# under the export roots (the daemon is root), only regular files are read
+# (a FIFO never blocks a job), and errors never quote a file's content
+imp() { wbemcli cm "$SVC" "ImportReferencePointMetadata.AffectedSystem=Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"$VM\",ConfigFilePath=\"$1\",RuntimeStateFilePath=\"$2\""; }
+imp /etc/shadow /etc/shadow | grep -q "ImportReferencePointMetadata: 32769" || fail "M4: an import read /etc/shadow"
+mkfifo "$T/roots/fifo"
+J=$(jobpath "$(imp "$T/roots/fifo" "$T/roots/fifo")")
+[ "$(waitjob "$J")" = 10 ] || fail "M3: an import from a FIFO did not end"
+wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" | grep -q "not a regular file" || fail "the FIFO's error: $(wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J")"
+printf 'SECRETWORD is here\n' >"$T/roots/secret.txt"
+J=$(jobpath "$(imp "$T/roots/secret.txt" "$T/roots/secret.txt")")
+[ "$(waitjob "$J")" = 10 ] || fail "import of a text file"
+wbemcli gi "http://w:wpass@127.0.0.1:$PORT/$J" >"$T/job"
+grep -q "not a refpoint" "$T/job" || fail "the error does not say what is wrong: $(cat "$T/job")"
+grep -q SECRETWORD "$T/job" && fail "M4: the error quotes the file's content"
+# M1: ".." after a symlink that points deeper inside the root
+mkdir -p "$T/roots/deep/a/b" "$T/outside"; ln -s "$T/roots/deep/a/b" "$T/roots/sub"
+out=$(wbemcli cm "$SVC" "ExportReferencePoint.ReferencePoint=Msvm_VirtualSystemReferencePoint.InstanceID=\"$R1\",ExportDirectory=\"$T/roots/sub/../../outside\"")
+echo "$out" | grep -q "ExportReferencePoint: 32769" || fail "M1: an export directory with .. was accepted: $out"
+[ -z "$(ls -A "$T/outside")" ] || fail "M1: an export landed outside the root"
+ok "import metadata only from regular files under the roots, errors never quote content; no .. in export directories"
+
 # a clean stop, and no sanitizer report in its log (under make test's ASan build)
 kill -TERM $DPID; wait $DPID || fail "refpointd exited with $? on SIGTERM"
 if grep -q "Sanitizer" "$T/d.log"; then cat "$T/d.log"; fail "sanitizer report from refpointd"; fi
