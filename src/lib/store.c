@@ -6,15 +6,37 @@
  * version in PRAGMA user_version; migrations run in order on open. */
 #include "store.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 struct rp_store {
   sqlite3 *db;
+  char *dir; /* the state directory (for "no space" messages) */
 };
+
+/* An I/O error of SQLite on an almost full file system is "no space": say
+ * so, with the directory and what is left (F6 of the crash campaign). */
+static bool state_dir_full(const rp_store *st, unsigned long long *free_kib)
+{
+  struct statvfs sv;
+  if (!st || !st->dir || statvfs(st->dir, &sv) < 0)
+    return false;
+  *free_kib = (unsigned long long)sv.f_bavail * sv.f_frsize / 1024;
+  return *free_kib < 1024;
+}
 
 static int db_err(rp_store *st, int rc, const char *what)
 {
+  unsigned long long kib = 0;
+  if (rc == SQLITE_FULL || ((rc & 0xff) == SQLITE_IOERR && state_dir_full(st, &kib))) {
+    if (rc == SQLITE_FULL)
+      state_dir_full(st, &kib);
+    return rp_err_set(RP_E_NO_SPACE, ENOSPC,
+                      "state store: %s: the state directory %s is full (%llu KiB free)", what,
+                      st && st->dir ? st->dir : "?", kib);
+  }
   rp_errcode code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? RP_E_IN_USE
                     : rc == SQLITE_FULL                          ? RP_E_NO_SPACE
                     : (rc == SQLITE_READONLY || rc == SQLITE_PERM || rc == SQLITE_CANTOPEN)
@@ -60,6 +82,12 @@ static const char *migrations[] = {
 int rp_store_open(const char *db_path, rp_store **out)
 {
   rp_store *st = rp_xcalloc(1, sizeof *st);
+  st->dir = rp_xstrdup(db_path);
+  char *sl = strrchr(st->dir, '/');
+  if (sl && sl != st->dir)
+    *sl = '\0';
+  else if (!sl)
+    strcpy(st->dir, ".");
   int rc = sqlite3_open_v2(db_path, &st->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
   if (rc != SQLITE_OK) {
@@ -137,6 +165,7 @@ void rp_store_close(rp_store *st)
   if (!st)
     return;
   sqlite3_close_v2(st->db);
+  free(st->dir);
   free(st);
 }
 
