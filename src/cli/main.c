@@ -604,8 +604,13 @@ int main(int argc, char **argv)
       if (++i >= argc)
         return usage_error("--state-dir needs a value%s", NULL);
       o.state_dir = argv[i];
-    } else if (!strncmp(argv[i], "--state-dir=", 12))
+      if (!*o.state_dir)
+        return usage_error("--state-dir needs a directory, not an empty value%s", NULL);
+    } else if (!strncmp(argv[i], "--state-dir=", 12)) {
       o.state_dir = argv[i] + 12;
+      if (!*o.state_dir)
+        return usage_error("--state-dir needs a directory, not an empty value%s", NULL);
+    }
     else if (!strcmp(argv[i], "--export-group")) {
       if (++i >= argc)
         return usage_error("--export-group needs a value%s", NULL);

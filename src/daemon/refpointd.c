@@ -126,7 +126,7 @@ static bool check_file(const char *user, const char *pass)
   if (!f)
     return false;
   char line[1024];
-  bool ok = false;
+  bool ok = false, found = false;
   while (!ok && fgets(line, sizeof line, f)) {
     line[strcspn(line, "\r\n")] = '\0';
     char *colon = strchr(line, ':');
@@ -140,8 +140,15 @@ static bool check_file(const char *user, const char *pass)
     /* crypt_rn, not crypt_r: sanitizers intercept crypt_r without finding libcrypt's */
     const char *h = crypt_rn(pass, colon + 1, &cd, (int)sizeof cd);
     ok = h && h[0] != '*' && strlen(h) == strlen(colon + 1) && !strcmp(h, colon + 1);
+    found = true;
   }
   fclose(f);
+  if (!found) {
+    /* the same work for an unknown user: no user-name oracle by timing */
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof cd);
+    crypt_rn(pass, "$6$refpointdummy$", &cd, (int)sizeof cd);
+  }
   return ok;
 }
 
@@ -192,6 +199,14 @@ static XXH128_hash_t pw_hash(const char *user, const char *pass)
   XXH3_128bits_reset_withSeed(st, auth_seed);
   XXH3_128bits_update(st, user, strlen(user) + 1);
   XXH3_128bits_update(st, pass, strlen(pass));
+  /* the password file as it is now: any change to it (a password changed,
+   * a user removed) makes every cached login of it stale at once */
+  struct stat fs;
+  if (auth_kind == AUTH_FILE && auth_arg && stat(auth_arg, &fs) == 0) {
+    long long g[4] = {(long long)fs.st_ino, (long long)fs.st_size, (long long)fs.st_mtim.tv_sec,
+                      (long long)fs.st_mtim.tv_nsec};
+    XXH3_128bits_update(st, g, sizeof g);
+  }
   XXH128_hash_t h = XXH3_128bits_digest(st);
   XXH3_freeState(st);
   return h;
@@ -259,6 +274,22 @@ static bool allowed_account(const char *user)
   return false;
 }
 
+/* A client-given name for the log: control characters escaped (no forged
+ * log lines), bounded. Static buffer per thread. */
+static const char *log_name(const char *s)
+{
+  static _Thread_local char out[200];
+  size_t k = 0;
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && k + 5 < sizeof out; p++) {
+    if (*p < 0x20 || *p == 0x7f || *p == '\\')
+      k += (size_t)snprintf(out + k, sizeof out - k, "\\x%02x", *p);
+    else
+      out[k++] = (char)*p;
+  }
+  out[k] = '\0';
+  return out;
+}
+
 /* true when the caller may proceed; false when a 401 or 403 was queued */
 static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Result *ret)
 {
@@ -288,12 +319,12 @@ static bool authorized(struct MHD_Connection *c, const listener *l, enum MHD_Res
   }
   if (forbidden) {
     fprintf(stderr, "refpointd: %s authenticated but is not allowed (root, or a member of an "
-                    "allow-group)\n", user);
+                    "allow-group)\n", log_name(user));
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     *ret = MHD_queue_response(c, 403, resp);
     MHD_destroy_response(resp);
   } else if (!ok) {
-    fprintf(stderr, "refpointd: authentication failed%s%s\n", user ? " for " : "", user ? user : "");
+    fprintf(stderr, "refpointd: authentication failed%s%s\n", user ? " for " : "", user ? log_name(user) : "");
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     *ret = MHD_queue_basic_auth_fail_response(c, "refpointd", resp);
     MHD_destroy_response(resp);
@@ -1772,6 +1803,11 @@ static int start_listener(listener *l, const char *cert, const char *key)
       return -1;
     }
     strcpy(su.sun_path, path);
+    struct stat pst;
+    if (lstat(path, &pst) == 0 && !S_ISSOCK(pst.st_mode)) {
+      fprintf(stderr, "refpointd: %s exists and is not a socket; not replacing it\n", path);
+      return -1;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     unlink(path);
     mode_t old = umask(0117); /* rw for owner and group only */
@@ -1792,7 +1828,9 @@ static int start_listener(listener *l, const char *cert, const char *key)
   unsigned port;
   char host[64];
   bool tls = !strncmp(l->spec, "https://", 8);
-  if (sscanf(l->spec + (tls ? 8 : 7), "%63[^:]:%u", host, &port) != 2 || port > 65535 ||
+  int used = 0;
+  if (sscanf(l->spec + (tls ? 8 : 7), "%63[^:]:%u%n", host, &port, &used) != 2 || port > 65535 ||
+      l->spec[(tls ? 8 : 7) + used] != '\0' ||
       (!tls && strncmp(l->spec, "http://", 7))) {
     fprintf(stderr, "refpointd: bad --listen %s\n", l->spec);
     return -1;

@@ -816,6 +816,29 @@ static int check_disks(rp_ctx *ctx, rp_vs_info *vs, const char *op)
  * then the VS and its disks recorded in one transaction. */
 static int register_vs(rp_ctx *ctx, rp_vs_info *vs)
 {
+  /* one image file is the disk of one VS, whatever path names it (a
+   * symlink, a bind mount): two epochs recording on it would drift */
+  rp_vs_info **all = NULL;
+  size_t na = 0;
+  if (rp_store_vs_list(ctx->st, &all, &na) < 0)
+    return -1;
+  int dup = 0;
+  for (size_t i = 0; i < vs->n_disks && !dup; i++) {
+    struct stat a;
+    if (stat(vs->disks[i].path, &a) < 0)
+      continue;
+    for (size_t k = 0; k < na && !dup; k++)
+      for (size_t j = 0; j < all[k]->n_disks && !dup; j++) {
+        struct stat b;
+        if (stat(all[k]->disks[j].path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+          dup = rp_err_set(RP_E_INVALID_PARAMETER, 0,
+                           "vm add: %s is already registered: the same image as %s, a disk of %s", vs->disks[i].path,
+                           all[k]->disks[j].path, all[k]->element_name);
+      }
+  }
+  rp_vs_list_free(all, na);
+  if (dup < 0)
+    return -1;
   if (check_disks(ctx, vs, "vm add") < 0 || rp_store_begin(ctx->st) < 0)
     return -1;
   if (rp_store_vs_insert(ctx->st, vs) < 0) {

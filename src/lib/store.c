@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 struct rp_store {
@@ -95,6 +96,9 @@ int rp_store_open(const char *db_path, rp_store **out)
     rp_store_close(st);
     return -1;
   }
+  /* the store names VMs, disks and jobs: private (SQLite gives its -wal and
+   * -shm files the database file's mode) */
+  chmod(db_path, 0600);
   sqlite3_busy_timeout(st->db, 10000);
   char *em = NULL;
   rc = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"

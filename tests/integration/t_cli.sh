@@ -27,7 +27,13 @@ expect_fail 32775 "not a qcow2 v3" rp vm add other --disk v2.qcow2
 expect_fail 32775 "No such file" rp vm add other --disk nothere.qcow2
 expect_fail 32773 "given twice" rp vm add other --disk a.qcow2 --disk ./a.qcow2
 expect_fail 32773 "looks like a GUID" rp vm add 12345678-1234-4234-8234-123456789abc --disk b.qcow2
-ok "vm add/show/list"
+ln -s a.qcow2 alink.qcow2
+expect_fail 32773 "already registered: the same image as .*a.qcow2, a disk of my vm" rp vm add vlink --disk alink.qcow2   # L6
+if "$BUILD/refpoint" --state-dir '' vm list >"$T/out" 2>"$T/err"; then fail "L9: an empty --state-dir was accepted"; fi
+grep -q "not an empty value" "$T/err" || fail "L9: $(cat "$T/err")"
+if "$BUILD/refpoint" --state-dir= vm list >"$T/out" 2>"$T/err"; then fail "L9: --state-dir= was accepted"; fi
+[ "$(stat -c %a "$STATE/refpoint.db")" = 600 ] || fail "L4: the store is $(stat -c %a "$STATE/refpoint.db")"
+ok "vm add/show/list; one image in two VMs refused, an empty --state-dir refused, the store private"
 
 p=$(rpj rp create "my vm" --consistency application)
 for k in InstanceID ElementName VirtualSystemIdentifier ReferencePointType ConsistencyLevel \

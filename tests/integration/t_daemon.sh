@@ -369,6 +369,23 @@ echo "$out" | grep -q "ExportReferencePoint: 32769" || fail "M1: an export direc
 [ -z "$(ls -A "$T/outside")" ] || fail "M1: an export landed outside the root"
 ok "import metadata only from regular files under the roots, errors never quote content; no .. in export directories"
 
+# L3: a user name cannot forge log lines; L1: a password removed from the
+# file stops working at once (the login cache follows the file); L10: a
+# --listen that is not a socket or has junk after the port is refused
+curl -s -o /dev/null -u "$(printf 'x\nrefpointd: authentication succeeded for admin')":y -X POST -H 'CIMOperation: MethodCall' --data x "http://127.0.0.1:$PORT/cimom"
+grep -q '^refpointd: authentication succeeded for admin' "$T/d.log" && fail "L3: a forged log line"
+grep -q 'authentication failed for x\\x0arefpointd' "$T/d.log" || fail "L3: the name is not escaped: $(grep 'failed for x' "$T/d.log")"
+printf 'l1:%s\n' "$(openssl passwd -6 l1pass)" >>"$T/passwd"
+code() { curl -s -o /dev/null -w '%{http_code}' -u "$1" -X POST -H 'CIMOperation: MethodCall' --data x "http://127.0.0.1:$PORT/cimom"; }
+[ "$(code l1:l1pass)" = 400 ] || fail "a new user of the password file"
+grep -v '^l1:' "$T/passwd" >"$T/passwd.new"; cat "$T/passwd.new" >"$T/passwd"
+[ "$(code l1:l1pass)" = 401 ] || fail "L1: a user removed from the password file is still served (login cache)"
+echo keep >"$T/victim.txt"
+if "$BUILD/refpointd" --state-dir "$T/st-x" --listen "unix:$T/victim.txt" 2>"$T/x.log"; then fail "L10: --listen on a regular file started"; fi
+[ "$(cat "$T/victim.txt")" = keep ] || fail "L10: --listen deleted a regular file"
+if timeout 5 "$BUILD/refpointd" --state-dir "$T/st-x" --listen "http://127.0.0.1:$((PORT + 7))x" --auth "file:$T/passwd" 2>"$T/x.log"; then fail "L10: a port with junk started"; fi
+ok "log lines cannot be forged; the login cache follows the password file; --listen checked"
+
 # a clean stop, and no sanitizer report in its log (under make test's ASan build)
 kill -TERM $DPID; wait $DPID || fail "refpointd exited with $? on SIGTERM"
 if grep -q "Sanitizer" "$T/d.log"; then cat "$T/d.log"; fail "sanitizer report from refpointd"; fi
