@@ -75,6 +75,8 @@ rp_image_state *rp_image_state_parse(json_t *info, json_t *live_bitmaps)
   const char *compat = json_string_value(json_object_get(fs, "compat"));
   s->qcow2_v3 = s->format && !strcmp(s->format, "qcow2") && compat && !strcmp(compat, "1.1");
   s->corrupt = json_is_true(json_object_get(fs, "corrupt"));
+  s->encrypted = json_is_true(json_object_get(info, "encrypted")) || json_object_get(fs, "encrypt");
+  s->external_data = json_object_get(fs, "data-file") != NULL;
   /* the file's bitmaps (flags "in-use", "auto"), or a running QEMU's
    * (BlockDirtyInfo: "inconsistent", "recording") */
   json_t *bms = live_bitmaps ? live_bitmaps : json_object_get(fs, "bitmaps");

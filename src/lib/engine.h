@@ -19,6 +19,8 @@ typedef struct rp_image_state {
   char *format;
   bool qcow2_v3;
   bool corrupt;
+  bool encrypted;     /* LUKS/AES qcow2: our tools cannot open it without a secret */
+  bool external_data; /* a qcow2 with an external data file */
   size_t n_bitmaps;
   rp_bitmap_st *bitmaps;
   size_t n_snapshots;

@@ -345,8 +345,10 @@ const char *rp_lv_disk_uncovered(const rp_lv_disk *d)
 {
   if (strcmp(d->device, "disk"))
     return !strcmp(d->device, "cdrom") ? "a CD-ROM" : "not a disk device";
-  if (strcmp(d->type, "file") && strcmp(d->type, "block"))
-    return !strcmp(d->type, "network") ? "a network disk" : "not a file or block device";
+  if (strcmp(d->type, "file"))
+    return !strcmp(d->type, "network") ? "a network disk"
+           : !strcmp(d->type, "block") ? "a block device (not supported yet)"
+                                       : "not a file";
   if (!d->driver || strcmp(d->driver, "qcow2"))
     return d->driver && !strcmp(d->driver, "raw") ? "a raw disk (no change tracking without qcow2)"
                                                   : "not a qcow2 disk";

@@ -56,7 +56,7 @@ typedef struct rp_lv_disk {
 int rp_lv_disks(rp_lv *lv, rp_lv_disk **out, size_t *n);
 void rp_lv_disks_free(rp_lv_disk *d, size_t n);
 /* Why a disk is not covered by refpoint ("raw disk", "cdrom", ...), or NULL
- * when it is (a qcow2 file or block device). Static string. */
+ * when it is (a qcow2 file). Static string. */
 const char *rp_lv_disk_uncovered(const rp_lv_disk *d);
 
 /* Every domain of the connection (UUIDs and names; caller frees both

@@ -802,11 +802,22 @@ static int check_disks(rp_ctx *ctx, rp_vs_info *vs, const char *op)
       break;
     }
     bool ok = s->qcow2_v3 && !s->corrupt;
+    /* L7 of the audit: images every later operation would fail on are
+     * refused here, with the reason, instead of accepted and failing later */
+    const char *why = !ok ? NULL
+                      : s->encrypted ? "an encrypted qcow2 (refpoint cannot pass its secret to qemu-img and qemu-nbd)"
+                      : s->external_data ? "a qcow2 with an external data file (internal snapshots are not supported with one)"
+                                         : NULL;
     d->virtual_size = s->virtual_size;
     rp_image_state_free(s);
+    struct stat bst;
+    if (ok && !why && stat(d->path, &bst) == 0 && !S_ISREG(bst.st_mode))
+      why = "not a regular file (a qcow2 on a block device is not supported yet)";
     if (!ok)
       rc = rp_err_set(RP_E_DISK_CHANGED, 0, "%s: %s is not a qcow2 v3 (compat=1.1) image", op,
                       d->path);
+    else if (why)
+      rc = rp_err_set(RP_E_NOT_SUPPORTED, 0, "%s: %s is %s", op, d->path, why);
   }
   rp_vm_detach(vm);
   return rc;
@@ -990,8 +1001,7 @@ int rp_vs_add_libvirt(rp_ctx *ctx, const char *uri, const char *domain, const rp
   }
   if (vs->n_disks == 0) {
     rp_err_set(RP_E_INVALID_PARAMETER, 0,
-               "vm add: libvirt domain %s has no disk refpoint can cover (qcow2 file or block "
-               "device)%s%s",
+               "vm add: libvirt domain %s has no disk refpoint can cover (a qcow2 file)%s%s",
                rp_lv_name(lv), nsk ? ": " : "", nsk ? sk[0] : "");
     goto fail;
   }
