@@ -95,31 +95,12 @@ static char *read_meta(const char *path, size_t *len)
     rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s is not a regular file", path);
     return NULL;
   }
-  if (st.st_size > (off_t)META_MAX) {
+  if (fcntl(fd, F_SETFL, 0) < 0) { /* blocking again: a regular file never waits */
     close(fd);
-    rp_err_set(RP_E_INVALID_PARAMETER, 0, "%s: larger than %u bytes", path, (unsigned)META_MAX);
+    rp_err_set(RP_E_FAILED, errno, "%s", path);
     return NULL;
   }
-  size_t cap = (size_t)st.st_size + 1, n = 0;
-  char *buf = rp_xmalloc(cap + 1);
-  for (;;) {
-    ssize_t r = read(fd, buf + n, cap - n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      int e = errno;
-      close(fd);
-      free(buf);
-      rp_err_set(rp_err_from_errno(e), e, "read %s", path);
-      return NULL;
-    }
-    if (r == 0 || (n += (size_t)r) == cap)
-      break; /* (a file that grows meanwhile is cut at its size: the parse says so) */
-  }
-  close(fd);
-  buf[n] = '\0';
-  *len = n;
-  return buf;
+  return rp_read_fd(fd, path, META_MAX, len);
 }
 
 static json_t *read_json(const char *path, const char *format)

@@ -43,6 +43,8 @@ int rp_fsync_path(const char *path);          /* file or directory */
 int rp_rm_rf(const char *path);               /* best effort; 0 ok; never follows links */
 int rp_rm_tree_at(int dirfd, const char *name, int depth); /* the same, relative to dirfd */
 char *rp_read_file(const char *path, size_t max, size_t *len); /* sets error */
+/* The same from an open descriptor (taken: closed on every path); path names it in errors. */
+char *rp_read_fd(int fd, const char *path, size_t max, size_t *len);
 
 /* Child processes. argv[0] is looked up in PATH. Captures stdout and stderr
  * (each capped at 1 MiB). Returns the exit status (0..255), or -1 with the

@@ -242,6 +242,11 @@ char *rp_read_file(const char *path, size_t max, size_t *len)
                "open %s", path);
     return NULL;
   }
+  return rp_read_fd(fd, path, max, len);
+}
+
+char *rp_read_fd(int fd, const char *path, size_t max, size_t *len)
+{
   size_t cap = 4096, n = 0;
   char *buf = rp_xmalloc(cap + 1);
   for (;;) {
