@@ -35,9 +35,19 @@ if "$BUILD/refpoint" --state-dir= vm list >"$T/out" 2>"$T/err"; then fail "L9: -
 [ "$(stat -c %a "$STATE/refpoint.db")" = 600 ] || fail "L4: the store is $(stat -c %a "$STATE/refpoint.db")"
 # L7: images every later operation would fail on are refused at vm add
 qemu-img create -q -f qcow2 -o data_file="$T/ext.raw" ext.qcow2 1M
-qemu-img create -q -f qcow2 --object secret,id=s0,data=abc -o encrypt.format=luks,encrypt.key-secret=s0 luks.qcow2 1M
 expect_fail 32770 "external data file" rp vm add extvm --disk ext.qcow2
-expect_fail 32770 "encrypted qcow2" rp vm add luksvm --disk luks.qcow2
+# (qemu-img's LUKS key-derivation benchmark fails now and then on a loaded
+# machine, "Unable to get accurate CPU usage": a short iter-time, and a retry)
+for _ in 1 2 3; do
+  qemu-img create -q -f qcow2 --object secret,id=s0,data=abc \
+    -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50 luks.qcow2 1M 2>/dev/null && break
+  rm -f luks.qcow2
+done
+if [ -f luks.qcow2 ]; then
+  expect_fail 32770 "encrypted qcow2" rp vm add luksvm --disk luks.qcow2
+else
+  echo "note: qemu-img could not make a LUKS image on this machine; that case was not run"
+fi
 ok "vm add/show/list; one image in two VMs refused, an empty --state-dir refused, the store private"
 
 p=$(rpj rp create "my vm" --consistency application)
