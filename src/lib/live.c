@@ -305,6 +305,7 @@ void rp_vm_detach(rp_vm *vm)
   free(vm->nodes);
   free(vm->state);
   free(vm->qemu_id);
+  free(vm->busy);
   free(vm->nbd_sock);
   free(vm);
 }
@@ -373,22 +374,22 @@ static bool image_locked(const char *path)
 static int foreign_jobs(rp_vm *vm, const char *vs_name)
 {
   json_t *jobs = NULL;
+  if (vm->busy)
+    return 0; /* libvirt said so already */
   if (rp_qmp_exec(vm->q, "query-block-jobs", NULL, &jobs, 5000) < 0)
     return -1;
-  int rc = 0;
-  for (size_t i = 0; i < json_array_size(jobs) && rc == 0; i++) {
+  for (size_t i = 0; i < json_array_size(jobs) && !vm->busy; i++) {
     json_t *j = json_array_get(jobs, i);
     const char *dev = json_string_value(json_object_get(j, "device"));
     const char *type = json_string_value(json_object_get(j, "type"));
     if (dev && !strncmp(dev, "rpf-", 4))
       continue; /* our fleecing views */
-    rc = rp_err_set(RP_E_IN_USE, 0,
-                    "a %s block job '%s' that refpoint did not start runs on the VM %s (a libvirt "
-                    "backup, blockcopy or blockcommit?); try again when it has ended",
-                    type ? type : "", dev ? dev : "?", vs_name);
+    vm->busy = rp_xasprintf("a %s block job '%s' that refpoint did not start runs on the VM %s (a "
+                            "libvirt backup, blockcopy or blockcommit?)",
+                            type ? type : "", dev ? dev : "?", vs_name);
   }
   json_decref(jobs);
-  return rc;
+  return 0;
 }
 
 static int qmp_lock(rp_vm *vm, const char *state_dir, const rp_vs_info *vs, int lock_wait_ms)
@@ -432,14 +433,8 @@ static int attach_libvirt(const char *state_dir, const rp_vs_info *vs, int lock_
   }
   rp_vm *vm = rp_xcalloc(1, sizeof *vm);
   vm->lock_fd = -1;
-  char *what = NULL;
-  if (rp_lv_busy(lv, &what) < 0)
+  if (rp_lv_busy(lv, &vm->busy) < 0)
     goto fail;
-  if (what) {
-    rp_err_set(RP_E_IN_USE, 0, "%s; try again when it has ended", what);
-    free(what);
-    goto fail;
-  }
   if (qmp_lock(vm, state_dir, vs, lock_wait_ms) < 0)
     goto fail;
   vm->qemu_id = rp_xasprintf("libvirt:%d", rp_lv_domain_id(lv));

@@ -31,6 +31,8 @@ struct rp_vm {
   rp_qmp *q;
   int lock_fd;
   char *state;  /* "running", "paused", or QEMU's status name */
+  char *busy;    /* a neighbour's job on the VM (libvirt backup, a foreign block job), or
+                  * NULL: reads go on, operations refuse (rp_op_attach) */
   char *qemu_id; /* this QEMU process ("pid:PID:START" or "libvirt:ID"): a restarted
                   * QEMU is another one even when the files did not change */
   size_t n;

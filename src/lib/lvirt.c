@@ -22,8 +22,6 @@ struct rp_lv {
   char *name;
 };
 
-bool rp_lv_available(void) { return true; }
-
 /* libvirt prints every error on stderr by default; ours go to the record */
 static void quiet(void *u, virErrorPtr e) { (void)u, (void)e; }
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -316,8 +314,6 @@ int rp_lv_busy(rp_lv *lv, char **what)
 }
 
 #else /* built without libvirt */
-
-bool rp_lv_available(void) { return false; }
 
 static int unsupported(void)
 {

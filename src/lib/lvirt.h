@@ -22,9 +22,6 @@
 
 typedef struct rp_lv rp_lv;
 
-/* Whether this build has libvirt support. */
-bool rp_lv_available(void);
-
 /* Connects to uri (NULL: qemu:///system) and looks up the domain by UUID,
  * else by name. NOT_AVAILABLE when libvirtd does not answer, NOT_FOUND
  * when no such domain exists. Caller closes. */

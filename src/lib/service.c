@@ -250,7 +250,16 @@ int rp_op_attach(rp_ctx *ctx, rp_vs_info *vs)
   rp_op_detach(ctx);
   if (sync_libvirt_disks(ctx, vs) < 0)
     return rp_err_prefix("virtual system %s", vs->element_name);
-  return rp_vm_attach(ctx->dir, vs, 30000, &ctx->vm, NULL);
+  if (rp_vm_attach(ctx->dir, vs, 30000, &ctx->vm, NULL) < 0)
+    return -1;
+  /* a neighbour's job on the VM: reads went on, an operation does not */
+  if (ctx->vm && ctx->vm->busy) {
+    rp_err_set(RP_E_IN_USE, 0, "virtual system %s: %s; try again when it has ended",
+               vs->element_name, ctx->vm->busy);
+    rp_op_detach(ctx);
+    return -1;
+  }
+  return 0;
 }
 
 void rp_op_detach(rp_ctx *ctx)

@@ -151,6 +151,8 @@ writer_stop() { # VM
 }
 # to_raw EXPORT-QCOW2 OUT.raw: the image content (backing chain included) as raw
 to_raw() { qemu-img convert -O raw "$1" "$2"; }
+# exact EXPORT-QCOW2 MIRROR.raw: the export's content (chain included) is the mirror, bit for bit
+exact() { to_raw "$1" "$T/exact.raw"; cmp "$T/exact.raw" "$2" || fail "$1 differs from $2"; }
 
 # ---- refpointd jobs through wbemcli ------------------------------------------
 # wbem_jobpath "cm output": the job's path (host:port/ns:Class.InstanceID="...")

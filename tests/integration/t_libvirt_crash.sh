@@ -14,7 +14,6 @@ mkdisk a $S; rand_writes a $S 10
 D=$(lv_define cr a.qcow2)
 rp vm add --libvirt "$D" >/dev/null
 virsh -q start "$D" >/dev/null
-exact() { to_raw "$1" x.raw; cmp x.raw "$2" || fail "$1 differs from $2"; }
 R1=$(rp rp create "$D"); snap_mirror a 1
 rp export "$R1" "$T/bk" >/dev/null
 lwr "$D" virtio-disk0 $((1024 * 1024)) 65536 11 a.raw

@@ -15,9 +15,6 @@ mkdisk a $S; rand_writes a $S 10
 D=$(lv_define nb a.qcow2)
 rp vm add --libvirt "$D" >/dev/null
 virsh -q start "$D" >/dev/null
-exact() { # EXPORT-FILE MIRROR
-  to_raw "$1" x.raw; cmp x.raw "$2" || fail "$1 differs from $2"
-}
 jobwait() { for _ in $(seq 300); do virsh domjobinfo "$1" 2>/dev/null | grep -q "Job type: *None" && return 0; sleep 0.1; done; fail "libvirt job did not end"; }
 
 R1=$(rp rp create "$D"); snap_mirror a 1
@@ -62,6 +59,8 @@ XML
 virsh -q backup-begin "$D" "$T/pull.xml" >/dev/null || fail "libvirt pull backup"
 expect_fail 32774 "libvirt backup job" rp rp create "$D"
 expect_fail 32774 "libvirt backup job" rp export "$R2" "$T/other" --base "$R1"
+rpj rp show "$R1" | grep -q '"HasAssociatedData": true' || fail "a read of the VM failed while libvirt's job ran"
+rpj vm show "$D" | grep -q '"RuntimeState": "running"' || fail "vm show while libvirt's job ran: $(rpj vm show "$D")"
 grep -qi "root block node" "$T/err" && fail "QEMU's raw message leaked"
 [ "$(rpj rp list "$D" | grep -c '"InstanceID"')" = 3 ] || fail "a refused create left an RP"
 virsh -q domjobabort "$D" >/dev/null
